@@ -1,0 +1,170 @@
+"""Train RNNPool-Face-M4 (float). Resumable; keeps the best checkpoint by dev AP50 (>= 16 px).
+
+    python -m training.train --epochs 30 [--out training/runs/main] [--resume]
+
+Writes `last.pt` every epoch (model, optimiser, scheduler, RNG state) and `best.pt`; copy the best one
+to `training/checkpoints/best.pt` to ship it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import sys
+import threading
+import time
+from pathlib import Path
+from queue import Queue
+
+import numpy as np
+import torch
+
+from training.data import DEFAULT_DATA, FaceAugmenter, load_split
+from training.evaluate import evaluate
+from training.infer import FloatDetector
+from training.loss import match, multibox_loss
+from training.model import RNNPoolFace, image_to_tensor
+
+
+def set_seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def batches(augmenter: FaceAugmenter, order: np.ndarray, batch_size: int):
+    """Yield (frames, labels, targets) tensors; runs in a helper thread so decoding overlaps compute."""
+    for start in range(0, len(order) - batch_size + 1, batch_size):
+        frames, labels, targets = [], [], []
+        for i in order[start : start + batch_size]:
+            frame, boxes, ignore = augmenter.sample(int(i))
+            lab, tgt = match(boxes, ignore)
+            frames.append(frame)
+            labels.append(lab)
+            targets.append(tgt)
+        yield (torch.from_numpy(np.stack(frames)), torch.from_numpy(np.stack(labels)), torch.from_numpy(np.stack(targets)))
+
+
+def prefetch(iterator, depth: int = 3):
+    queue: Queue = Queue(maxsize=depth)
+    done = object()
+
+    def worker() -> None:
+        for item in iterator:
+            queue.put(item)
+        queue.put(done)
+
+    threading.Thread(target=worker, daemon=True).start()
+    while (item := queue.get()) is not done:
+        yield item
+
+
+def progress_line(epoch: int, step: int, steps: int, loss: float, rate: float, eta_s: float) -> str:
+    width = 24
+    filled = int(width * step / max(steps, 1))
+    eta = time.strftime("%H:%M:%S", time.gmtime(max(eta_s, 0)))
+    return f"\repoch {epoch} [{'#' * filled}{'.' * (width - filled)}] {step}/{steps} loss {loss:.3f} {rate:.1f} img/s ETA {eta}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--out", type=Path, default=Path("training/runs/main"))
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    parser.add_argument("--init", type=Path, help="start from these weights (fine-tuning)")
+    parser.add_argument("--eval-limit", type=int, default=0, help="evaluate on the first N dev images only")
+    parser.add_argument("--max-minutes", type=float, default=0, help="stop cleanly after this long")
+    args = parser.parse_args(argv)
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    set_seed(args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    train = load_split("train", args.data)
+    dev = load_split("dev", args.data)
+    if args.eval_limit:
+        dev = dev[: args.eval_limit]
+    device = torch.device(args.device)
+    model = RNNPoolFace().to(device)
+    if args.init:
+        model.load_state_dict(torch.load(args.init, map_location="cpu", weights_only=True)["model"])
+    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
+    optimiser = torch.optim.AdamW([{"params": decay, "weight_decay": 1e-4}, {"params": no_decay, "weight_decay": 0}], lr=args.lr)
+    steps_per_epoch = len(train) // args.batch
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimiser, max_lr=args.lr, total_steps=args.epochs * steps_per_epoch, pct_start=0.05, final_div_factor=100
+    )
+    start_epoch, best_ap, history = 0, -1.0, []
+    last_path = args.out / "last.pt"
+    if args.resume and last_path.exists():
+        state = torch.load(last_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        schedule.load_state_dict(state["schedule"])
+        start_epoch, best_ap, history = state["epoch"] + 1, state["best_ap"], state["history"]
+        torch.set_rng_state(state["torch_rng"])
+        print(f"resumed at epoch {start_epoch}, best dev AP50(>=16px) {best_ap:.4f}", file=sys.stderr)
+
+    t_start = time.time()
+    for epoch in range(start_epoch, args.epochs):
+        # Per-epoch seeds make a resumed run see the same samples as an uninterrupted one.
+        augmenter = FaceAugmenter(train, seed=args.seed * 1000 + epoch)
+        order = np.random.default_rng(args.seed * 1000 + epoch).permutation(len(train))
+        model.train()
+        t0, seen, running = time.time(), 0, 0.0
+        for step, (frames, labels, targets) in enumerate(prefetch(batches(augmenter, order, args.batch)), 1):
+            loc, conf = model(image_to_tensor(frames).to(device))
+            loc_loss, conf_loss = multibox_loss(loc, conf, labels.to(device), targets.to(device))
+            loss = loc_loss + conf_loss
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            optimiser.step()
+            schedule.step()
+            seen += len(frames)
+            running = loss.item() if step == 1 else 0.98 * running + 0.02 * loss.item()
+            rate = seen / (time.time() - t0)
+            eta = (steps_per_epoch - step) * args.batch / rate + (args.epochs - epoch - 1) * steps_per_epoch * args.batch / rate
+            print(progress_line(epoch, step, steps_per_epoch, running, rate, eta), end="", file=sys.stderr, flush=True)
+        print(file=sys.stderr)
+        model.eval()
+        result = evaluate(FloatDetector(model.cpu()), dev, progress=False)
+        model.to(device)
+        ap, ap16 = float(result["ap50"]), float(result["ap50_16px"])  # type: ignore[arg-type]
+        history.append({"epoch": epoch, "loss": running, "dev_ap50": ap, "dev_ap50_16px": ap16, "minutes": (time.time() - t0) / 60})
+        print(f"epoch {epoch}: loss {running:.3f} dev AP50 {ap:.4f} AP50(>=16px) {ap16:.4f}", file=sys.stderr, flush=True)
+        if ap16 > best_ap:
+            best_ap = ap16
+            torch.save({"model": model.state_dict(), "epoch": epoch, "dev": history[-1]}, args.out / "best.tmp")
+            shutil.move(args.out / "best.tmp", args.out / "best.pt")
+        torch.save(
+            {
+                "model": model.state_dict(),
+                "optimiser": optimiser.state_dict(),
+                "schedule": schedule.state_dict(),
+                "epoch": epoch,
+                "best_ap": best_ap,
+                "history": history,
+                "torch_rng": torch.get_rng_state(),
+            },
+            args.out / "last.tmp",
+        )
+        shutil.move(args.out / "last.tmp", last_path)
+        (args.out / "history.json").write_text(json.dumps(history, indent=1))
+        if args.max_minutes and (time.time() - t_start) / 60 > args.max_minutes:
+            print("time budget reached; resume with --resume", file=sys.stderr)
+            break
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
