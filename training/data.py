@@ -13,7 +13,9 @@ from PIL import Image
 
 from gateway.imaging import RESAMPLE, letterbox_image
 
-DEFAULT_DATA = Path(os.environ.get("RNNPOOL_DATA", Path(__file__).resolve().parents[1].parent / "shared/datasets/faces"))
+DEFAULT_DATA = Path(
+    os.environ.get("RNNPOOL_DATA", Path(__file__).resolve().parents[1].parent / "shared/datasets/faces")
+)
 FRAME = 320
 # Faces smaller than this at the device input cannot be matched reliably by the 8 px anchors;
 # augmentation marks them "ignore" rather than teaching the model that they are background.
@@ -119,7 +121,12 @@ class FaceAugmenter:
             sx = sy = scale
         b = xywh_to_xyxy(record.boxes)
         boxes = np.stack(
-            [(b[:, 0] - ix0) * sx + ox0, (b[:, 1] - iy0) * sy + oy0, (b[:, 2] - ix0) * sx + ox0, (b[:, 3] - iy0) * sy + oy0],
+            [
+                (b[:, 0] - ix0) * sx + ox0,
+                (b[:, 1] - iy0) * sy + oy0,
+                (b[:, 2] - ix0) * sx + ox0,
+                (b[:, 3] - iy0) * sy + oy0,
+            ],
             axis=1,
         )
         return frame, boxes

@@ -89,7 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", type=Path, default=Path("training/checkpoints/best.pt"))
     parser.add_argument("--int", dest="integer", action="store_true", help="evaluate the numpy integer reference")
-    parser.add_argument("--model-dir", type=Path, help="integer model from an export (quant.npz) instead of a checkpoint")
+    parser.add_argument(
+        "--model-dir", type=Path, help="integer model from an export (quant.npz) instead of a checkpoint"
+    )
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--split", default="dev")
     parser.add_argument("--limit", type=int, default=0, help="only the first N images")

@@ -119,7 +119,15 @@ def golden_frames() -> dict[str, np.ndarray]:
     base = (60 + 0.3 * xx + 0.2 * yy + rng.normal(0, 8, (320, 320))).clip(0, 255).astype(np.uint8)
     scene = Image.fromarray(base, "L")
     draw = ImageDraw.Draw(scene)
-    for cx, cy, size in ((60, 70, 48), (170, 60, 32), (260, 90, 24), (80, 200, 64), (200, 190, 40), (280, 260, 16), (150, 280, 20)):
+    for cx, cy, size in (
+        (60, 70, 48),
+        (170, 60, 32),
+        (260, 90, 24),
+        (80, 200, 64),
+        (200, 190, 40),
+        (280, 260, 16),
+        (150, 280, 20),
+    ):
         w, h = size, int(size * 1.25)
         draw.ellipse((cx - w // 2, cy - h // 2, cx + w // 2, cy + h // 2), fill=200)
         e = max(size // 8, 1)
@@ -140,28 +148,38 @@ def golden_frames() -> dict[str, np.ndarray]:
 
 
 def write_golden(model: IntegerModel, out: Path) -> dict[str, object]:
-    summary = {}
+    summary: dict[str, object] = {}
     for name, frame in golden_frames().items():
         stages, det = model.run(frame)
         folder = out / name
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "input.u8").write_bytes(frame.tobytes())
-        manifest: dict[str, object] = {"name": name, "model_sha256": model.hash, "stages": {}}
+        stage_entries: dict[str, dict[str, object]] = {}
         for stage in sorted(stages):
             a = np.ascontiguousarray(stages[stage])
-            entry = {"shape": list(a.shape), "dtype": a.dtype.name, "sha256": hashlib.sha256(a.tobytes()).hexdigest()}
+            entry: dict[str, object] = {
+                "shape": list(a.shape),
+                "dtype": a.dtype.name,
+                "sha256": hashlib.sha256(a.tobytes()).hexdigest(),
+            }
             if stage in GOLDEN_STAGES:
                 entry["file"] = f"{stage}.bin"
-                (folder / entry["file"]).write_bytes(a.astype(a.dtype.newbyteorder("<")).tobytes())
-            manifest["stages"][stage] = entry  # type: ignore[index]
-        manifest["candidates"] = det.candidates
-        manifest["detections"] = [
+                (folder / f"{stage}.bin").write_bytes(a.astype(a.dtype.newbyteorder("<")).tobytes())
+            stage_entries[stage] = entry
+        detections = [
             {"x": int(b[0]), "y": int(b[1]), "w": int(b[2]), "h": int(b[3]), "score_q15": int(s), "anchor": int(a)}
             for b, s, a in zip(det.boxes_q4, det.scores_q15, det.anchors, strict=True)
         ]
+        manifest = {
+            "name": name,
+            "model_sha256": model.hash,
+            "stages": stage_entries,
+            "candidates": det.candidates,
+            "detections": detections,
+        }
         (folder / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
         # The C tests read the boxes from a flat text file: one "x y w h score_q15 anchor" per line.
-        lines = [f"{d['x']} {d['y']} {d['w']} {d['h']} {d['score_q15']} {d['anchor']}" for d in manifest["detections"]]  # type: ignore[index]
+        lines = [f"{d['x']} {d['y']} {d['w']} {d['h']} {d['score_q15']} {d['anchor']}" for d in detections]
         (folder / "boxes.txt").write_text("".join(line + "\n" for line in lines))
         summary[name] = {"boxes": len(det.boxes_q4), "candidates": det.candidates}
     return summary

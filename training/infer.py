@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from training.boxes import MAX_BOXES, NMS_IOU, SCORE_MIN, TOP_K, anchors_cxcywh, decode, nms
-from training.model import RNNPoolFace, image_to_tensor
+from training.model import RNNPoolFace, image_to_tensor, load_checkpoint
 
 ANCHORS = anchors_cxcywh()
 
@@ -29,10 +29,7 @@ class FloatDetector:
 
     @classmethod
     def from_checkpoint(cls, path: Path) -> FloatDetector:
-        model = RNNPoolFace()
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"] if "model" in state else state)
-        return cls(model)
+        return cls(load_checkpoint(path))
 
     @torch.no_grad()
     def raw(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

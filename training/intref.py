@@ -64,6 +64,14 @@ def lut(table: np.ndarray, v: np.ndarray) -> np.ndarray:
     return lo + (((hi - lo) * frac + (1 << (LUT_STEP_BITS - 1))) >> LUT_STEP_BITS)
 
 
+def lut_tables() -> tuple[np.ndarray, np.ndarray]:
+    """The model's sigmoid and tanh tables: entry k is f((k * 64 - 8192) / 1024) in Q15."""
+    v = (LUT_MIN + (np.arange(LUT_SIZE) << LUT_STEP_BITS)) / float(1 << PRE_FRAC_BITS)
+    sig = np.clip(np.rint(32768.0 / (1.0 + np.exp(-v))), -32767, 32767).astype(np.int16)
+    tanh = np.clip(np.rint(32768.0 * np.tanh(v)), -32767, 32767).astype(np.int16)
+    return sig, tanh
+
+
 def isqrt(n: np.ndarray) -> np.ndarray:
     """Exact floor(sqrt(n)) for non-negative integers below 2**52."""
     n = np.asarray(n, dtype=np.int64)
@@ -276,7 +284,9 @@ def select(scores: np.ndarray, xyxy: np.ndarray, anchors: np.ndarray) -> Detecti
     idx = np.array(kept, dtype=np.int64)
     bk = b[idx] if len(idx) else np.zeros((0, 4), dtype=np.int64)
     boxes = np.stack([bk[:, 0], bk[:, 1], bk[:, 2] - bk[:, 0], bk[:, 3] - bk[:, 1]], axis=1)
-    return Detections(boxes.astype(np.int32), s[idx].astype(np.int32), a[idx].astype(np.int32), candidates=int(keep.sum()))
+    return Detections(
+        boxes.astype(np.int32), s[idx].astype(np.int32), a[idx].astype(np.int32), candidates=int(keep.sum())
+    )
 
 
 def detect(p: Params, stages: dict[str, np.ndarray]) -> Detections:

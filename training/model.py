@@ -12,6 +12,7 @@ quantization-aware fine-tuning. The names are the stage names of the integer mod
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -39,7 +40,9 @@ class FastGRNN(nn.Module):
         self.zeta = nn.Parameter(torch.tensor(1.0))
         self.nu = nn.Parameter(torch.tensor(-4.0))
 
-    def forward(self, seq: torch.Tensor, reverse: bool = False, tap: Tap = _identity_tap, name: str = "") -> torch.Tensor:
+    def forward(
+        self, seq: torch.Tensor, reverse: bool = False, tap: Tap = _identity_tap, name: str = ""
+    ) -> torch.Tensor:
         """seq: (N, T, n_in) -> final hidden state (N, n_hidden)."""
         h = seq.new_zeros(seq.shape[0], self.n_hidden)
         # unbind once: indexing wx[:, t] per step would make autograd zero-fill wx for every step.
@@ -145,14 +148,14 @@ class RNNPoolFace(nn.Module):
         self.rnnpool = RNNPool(4, 16, 16)
         self.blocks = nn.ModuleList([MBConv(64, 32, 1), MBConv(32, 32, 1), MBConv(32, 64, 2), MBConv(64, 64, 1)])
         self.norms = nn.ModuleList([L2Norm(c, s) if s is not None else nn.Identity() for c, s in SOURCES])
-        self.heads = nn.ModuleList(
-            [nn.Conv2d(c, 4 + k, 3, padding=1) for (c, _), k in zip(SOURCES, HEAD_CLASSES, strict=True)]
-        )
-        self.tap: Tap = _identity_tap
+        heads = [nn.Conv2d(c, 4 + k, 3, padding=1) for (c, _), k in zip(SOURCES, HEAD_CLASSES, strict=True)]
         with torch.no_grad():  # start every anchor at a 1 % face prior, as focal-loss detectors do
-            for head in self.heads:
+            for head in heads:
+                assert head.bias is not None
                 head.bias[4:].zero_()
                 head.bias[-1] = -4.6
+        self.heads = nn.ModuleList(heads)
+        self.tap: Tap = _identity_tap
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """image: (B, 1, 320, 320) float in [-1, 1) (pixel - 128) / 128.
@@ -179,6 +182,14 @@ class RNNPoolFace(nn.Module):
         loc, conf = torch.cat(locs, dim=1), torch.cat(confs, dim=1)
         assert loc.shape[1] == sum(h.grid**2 for h in HEADS)
         return loc, conf
+
+
+def load_checkpoint(path: str | Path) -> RNNPoolFace:
+    """A float model from a checkpoint written by training.train (or a bare state dict)."""
+    model = RNNPoolFace()
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model.load_state_dict(state.get("model", state))
+    return model
 
 
 def image_to_tensor(frames: torch.Tensor) -> torch.Tensor:

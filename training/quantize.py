@@ -13,12 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from gateway.imaging import letterbox_bytes
 from training.boxes import HEADS, VARIANCE_CENTER, VARIANCE_SIZE
 from training.data import DEFAULT_DATA, load_split
-from training.intref import BOX_FRAC_BITS, H_FRAC_BITS, LUT_MIN, LUT_SIZE, LUT_STEP_BITS, PRE_FRAC_BITS, Params
-from training.model import ConvBN, RNNPoolFace, image_to_tensor
+from training.intref import BOX_FRAC_BITS, H_FRAC_BITS, PRE_FRAC_BITS, Params, lut_tables
+from training.model import ConvBN, L2Norm, MBConv, RNNPoolFace, image_to_tensor, load_checkpoint
 
 CALIBRATION_STRIDE = 50  # every 50th training image (65 images)
 L2NORM_RECIP_BITS = 25  # intref.l2norm: recip ~ 2**25 / sqrt(sum q^2)
@@ -45,6 +46,8 @@ def multiplier(real: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
 
 def fold_bn(cb: ConvBN) -> tuple[np.ndarray, np.ndarray]:
     conv, bn = cb[0], cb[1]
+    assert isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d)
+    assert bn.running_var is not None and bn.running_mean is not None
     scale = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach().double()
     w = conv.weight.detach().double() * scale.view(-1, 1, 1, 1)
     b = bn.bias.detach().double() - bn.running_mean.detach().double() * scale
@@ -82,13 +85,6 @@ class Calibrator:
 def calibration_frames(data: Path = DEFAULT_DATA) -> np.ndarray:
     records = load_split("train", data)[::CALIBRATION_STRIDE]
     return np.stack([letterbox_bytes(r.path.read_bytes())[0] for r in records])
-
-
-def lut_tables() -> tuple[np.ndarray, np.ndarray]:
-    v = (LUT_MIN + (np.arange(LUT_SIZE) << LUT_STEP_BITS)) / float(1 << PRE_FRAC_BITS)
-    sig = np.clip(np.rint(32768.0 / (1.0 + np.exp(-v))), -32767, 32767).astype(np.int16)
-    tanh = np.clip(np.rint(32768.0 * np.tanh(v)), -32767, 32767).astype(np.int16)
-    return sig, tanh
 
 
 def quantize_model(model: RNNPoolFace, frames: np.ndarray) -> tuple[Params, dict[str, float]]:
@@ -135,6 +131,7 @@ def quantize_model(model: RNNPoolFace, frames: np.ndarray) -> tuple[Params, dict
     # MBConv blocks
     s_x = s_pool
     for k, block in enumerate(model.blocks, 1):
+        assert isinstance(block, MBConv)
         name = f"block{k}"
         s_e, s_d = cal.scale(f"{name}.expand", 6.0), cal.scale(f"{name}.depthwise", 6.0)
         w, b = fold_bn(block.expand)
@@ -152,11 +149,14 @@ def quantize_model(model: RNNPoolFace, frames: np.ndarray) -> tuple[Params, dict
         source_scale = s_o
         if k < 4:
             s_n = cal.scale(f"norm{k}")
-            gamma = model.norms[k - 1].weight.detach().double().numpy()
+            norm = model.norms[k - 1]
+            assert isinstance(norm, L2Norm)
+            gamma = norm.weight.detach().double().numpy()
             p[f"norm{k}.m"], p[f"norm{k}.s"] = multiplier(gamma / s_n * 2.0**-L2NORM_RECIP_BITS)
             source_scale = s_n
         # Head: loc channels share one output scale, class channels another.
         head = model.heads[k - 1]
+        assert isinstance(head, nn.Conv2d) and head.bias is not None
         hmax = cal.max[f"head{k}"]
         s_loc, s_conf = max(hmax[:4].max(), 1e-6) / 127.0, max(hmax[4:].max(), 1e-6) / 127.0
         s_out = np.array([s_loc] * 4 + [s_conf] * (head.out_channels - 4))
@@ -185,13 +185,6 @@ def quantize_model(model: RNNPoolFace, frames: np.ndarray) -> tuple[Params, dict
     return params, scales
 
 
-def load_float(checkpoint: Path) -> RNNPoolFace:
-    model = RNNPoolFace()
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    model.load_state_dict(state["model"] if "model" in state else state)
-    return model
-
-
 def quantize_checkpoint(checkpoint: Path | None, data: Path = DEFAULT_DATA) -> Params:
     checkpoint = checkpoint or Path("training/checkpoints/best.pt")
-    return quantize_model(load_float(checkpoint), calibration_frames(data))[0]
+    return quantize_model(load_checkpoint(checkpoint), calibration_frames(data))[0]

@@ -44,7 +44,11 @@ def batches(augmenter: FaceAugmenter, order: np.ndarray, batch_size: int):
             frames.append(frame)
             labels.append(lab)
             targets.append(tgt)
-        yield (torch.from_numpy(np.stack(frames)), torch.from_numpy(np.stack(labels)), torch.from_numpy(np.stack(targets)))
+        yield (
+            torch.from_numpy(np.stack(frames)),
+            torch.from_numpy(np.stack(labels)),
+            torch.from_numpy(np.stack(targets)),
+        )
 
 
 def prefetch(iterator, depth: int = 3):
@@ -65,7 +69,8 @@ def progress_line(epoch: int, step: int, steps: int, loss: float, rate: float, e
     width = 24
     filled = int(width * step / max(steps, 1))
     eta = time.strftime("%H:%M:%S", time.gmtime(max(eta_s, 0)))
-    return f"\repoch {epoch} [{'#' * filled}{'.' * (width - filled)}] {step}/{steps} loss {loss:.3f} {rate:.1f} img/s ETA {eta}"
+    bar = "#" * filled + "." * (width - filled)
+    return f"\repoch {epoch} [{bar}] {step}/{steps} loss {loss:.3f} {rate:.1f} img/s ETA {eta}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,7 +103,9 @@ def main(argv: list[str] | None = None) -> int:
         model.load_state_dict(torch.load(args.init, map_location="cpu", weights_only=True)["model"])
     decay = [p for n, p in model.named_parameters() if p.ndim > 1]
     no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
-    optimiser = torch.optim.AdamW([{"params": decay, "weight_decay": 1e-4}, {"params": no_decay, "weight_decay": 0}], lr=args.lr)
+    optimiser = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": 1e-4}, {"params": no_decay, "weight_decay": 0}], lr=args.lr
+    )
     steps_per_epoch = len(train) // args.batch
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimiser, max_lr=args.lr, total_steps=args.epochs * steps_per_epoch, pct_start=0.05, final_div_factor=100
@@ -133,15 +140,21 @@ def main(argv: list[str] | None = None) -> int:
             seen += len(frames)
             running = loss.item() if step == 1 else 0.98 * running + 0.02 * loss.item()
             rate = seen / (time.time() - t0)
-            eta = (steps_per_epoch - step) * args.batch / rate + (args.epochs - epoch - 1) * steps_per_epoch * args.batch / rate
+            eta = (steps_per_epoch - step) * args.batch / rate + (
+                args.epochs - epoch - 1
+            ) * steps_per_epoch * args.batch / rate
             print(progress_line(epoch, step, steps_per_epoch, running, rate, eta), end="", file=sys.stderr, flush=True)
         print(file=sys.stderr)
         model.eval()
         result = evaluate(FloatDetector(model.cpu()), dev, progress=False)
         model.to(device)
         ap, ap16 = float(result["ap50"]), float(result["ap50_16px"])  # type: ignore[arg-type]
-        history.append({"epoch": epoch, "loss": running, "dev_ap50": ap, "dev_ap50_16px": ap16, "minutes": (time.time() - t0) / 60})
-        print(f"epoch {epoch}: loss {running:.3f} dev AP50 {ap:.4f} AP50(>=16px) {ap16:.4f}", file=sys.stderr, flush=True)
+        history.append(
+            {"epoch": epoch, "loss": running, "dev_ap50": ap, "dev_ap50_16px": ap16, "minutes": (time.time() - t0) / 60}
+        )
+        print(
+            f"epoch {epoch}: loss {running:.3f} dev AP50 {ap:.4f} AP50(>=16px) {ap16:.4f}", file=sys.stderr, flush=True
+        )
         if ap16 > best_ap:
             best_ap = ap16
             torch.save({"model": model.state_dict(), "epoch": epoch, "dev": history[-1]}, args.out / "best.tmp")
