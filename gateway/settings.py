@@ -1,0 +1,55 @@
+"""Gateway configuration: defaults, overridden by `RNNPOOL_*` environment variables, overridden by CLI flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RNNPOOL_", extra="ignore")
+
+    # Device URLs: /dev/ttyACM0, socket://host:port, rfc2217://host:port, or `sim` / `qemu` for a
+    # simulated board the gateway starts itself. Comma separated in RNNPOOL_DEVICES.
+    devices: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    # Optional bearer token for /v1/*; health, readiness, metrics and the viewer stay open so that
+    # orchestrators and scrapers need no secret.
+    token: str | None = None
+
+    baudrate: int = Field(115200, gt=0)
+    target_baud: int | None = Field(None, gt=0)
+    device_timeout_s: float = Field(5.0, gt=0)
+    device_max_retries: int = Field(8, ge=0)
+
+    # Upload limits. The device sees 320x320; anything much larger only costs decode time.
+    max_upload_bytes: int = Field(20 * 1024 * 1024, gt=0)
+    max_pixels: int = Field(50_000_000, gt=0)
+    max_aspect_ratio: float = Field(20.0, ge=1.0)
+
+    # Scheduling. A QEMU board needs ~10 s per image (emulated UART), a real one at 115200 baud ~20 s.
+    queue_size: int = Field(16, ge=0)
+    request_timeout_s: float = Field(120.0, gt=0)
+    heartbeat_s: float = Field(2.0, gt=0)
+    reconnect_min_s: float = Field(0.25, gt=0)
+    reconnect_max_s: float = Field(10.0, gt=0)
+
+    max_jobs: int = Field(256, ge=1)
+    job_ttl_s: float = Field(600.0, gt=0)
+
+    benchmark_max_images: int = Field(100, ge=1)
+
+    web_dir: Path = REPO_ROOT / "web"
+
+    @field_validator("devices", mode="before")
+    @classmethod
+    def _split_devices(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value

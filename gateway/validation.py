@@ -1,0 +1,209 @@
+"""Upload validation: from untrusted bytes to the device frame, or a precise client error.
+
+The pixels themselves come from `gateway.imaging` (shared with training, so accuracy measured offline
+holds here); this module only decides what is allowed to reach it. Cheap checks run first, on the
+header alone, so hostile files (decompression bombs, absurd shapes) are refused before any pixel
+is decoded:
+
+1. size of the upload (bounded read, 413), emptiness;
+2. magic bytes (415 for anything that is not one of the accepted formats);
+3. header: format allow-list, dimensions, pixel count (413), aspect ratio (422);
+4. decode + letterbox via imaging.letterbox_bytes (422 when the file is corrupt or truncated).
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from gateway import imaging
+from gateway.errors import InvalidImageError, PayloadTooLargeError, UnsupportedMediaTypeError
+
+# Pillow format ids tried when opening an upload. MPO is what Pillow calls the multi-picture JPEGs
+# that many phones write; it is a JPEG to everything else.
+ACCEPTED_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "BMP", "GIF", "TIFF")
+ACCEPTED_MEDIA_TYPES = ("image/jpeg", "image/png", "image/webp", "image/bmp", "image/gif", "image/tiff")
+
+_MAGIC: tuple[tuple[bytes, int, str], ...] = (
+    (b"\xff\xd8\xff", 0, "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", 0, "PNG"),
+    (b"GIF87a", 0, "GIF"),
+    (b"GIF89a", 0, "GIF"),
+    (b"BM", 0, "BMP"),
+    (b"WEBP", 8, "WEBP"),
+    (b"II*\x00", 0, "TIFF"),
+    (b"MM\x00*", 0, "TIFF"),
+    (b"II+\x00", 0, "TIFF"),
+    (b"MM\x00+", 0, "TIFF"),
+)
+
+_EXIF_ORIENTATION = 0x0112
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    max_bytes: int = 20 * 1024 * 1024
+    max_pixels: int = 50_000_000
+    max_aspect_ratio: float = 20.0
+
+
+@dataclass(frozen=True)
+class DecodedUpload:
+    frame: np.ndarray  # (dst_h, dst_w) uint8, exactly what the device is sent
+    plan: imaging.Letterbox
+    width: int  # original size after EXIF orientation
+    height: int
+    format: str
+    mode: str  # Pillow mode of the file before conversion to mono
+    n_frames: int
+    exif_orientation: int
+    decode_s: float
+
+
+def sniff_format(data: bytes) -> str | None:
+    """The accepted format the magic bytes claim, or None. Says nothing about whether the rest is valid."""
+    for magic, offset, name in _MAGIC:
+        if data[offset : offset + len(magic)] == magic:
+            if name == "WEBP" and not data.startswith(b"RIFF"):
+                continue
+            return name
+    return None
+
+
+def classify_content_type(content_type: str | None) -> str:
+    """'multipart' or 'raw' for the request's declared type; 415 for types that cannot carry an image.
+
+    The declared type is not trusted for the format (the bytes are sniffed), but a body declared as
+    JSON, text or a form is a client bug worth reporting rather than guessing around.
+    """
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    if media == "multipart/form-data":
+        return "multipart"
+    if media in ("", "application/octet-stream") or media.startswith("image/"):
+        return "raw"
+    raise UnsupportedMediaTypeError(
+        f"content type {media!r} cannot carry an image: send multipart/form-data with an 'image' field, "
+        f"or the raw file as image/* or application/octet-stream",
+        code="unsupported_content_type",
+    )
+
+
+async def read_bounded(chunks: AsyncIterator[bytes], limit: int, declared_length: str | None) -> bytes:
+    """Read a request body, refusing (413) as soon as it is known to exceed `limit` bytes.
+
+    A too-large Content-Length is refused before reading anything; a chunked or lying body is cut
+    off once `limit` is passed, so memory stays bounded whatever the client sends.
+    """
+    if declared_length is not None:
+        try:
+            length = int(declared_length)
+        except ValueError:
+            length = -1
+        if length > limit:
+            raise _too_large(length, limit)
+    buf = bytearray()
+    async for chunk in chunks:
+        buf += chunk
+        if len(buf) > limit:
+            raise _too_large(None, limit)
+    return bytes(buf)
+
+
+def _too_large(size: int | None, limit: int) -> PayloadTooLargeError:
+    what = f"{size} bytes" if size is not None else f"more than {limit} bytes"
+    return PayloadTooLargeError(f"upload is {what}; the limit is {limit} bytes", code="upload_too_large")
+
+
+def decode_upload(data: bytes, limits: UploadLimits, dst_w: int = 320, dst_h: int = 320) -> DecodedUpload:
+    """Validate and letterbox an upload; raises a GatewayError subclass describing the first problem."""
+    started = time.perf_counter()
+    if not data:
+        raise InvalidImageError("the upload is empty", code="empty_upload")
+    if len(data) > limits.max_bytes:
+        raise _too_large(len(data), limits.max_bytes)
+
+    claimed = sniff_format(data)
+    if claimed is None:
+        raise UnsupportedMediaTypeError(
+            "the upload is not an image in an accepted format (JPEG, PNG, WebP, BMP, GIF, TIFF)",
+            code="not_an_image",
+        )
+
+    try:
+        header = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
+    except Image.DecompressionBombError as exc:
+        raise PayloadTooLargeError(f"image has too many pixels: {exc}", code="too_many_pixels") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise InvalidImageError(f"the {claimed} header is corrupt and cannot be read", code="corrupt_image") from exc
+
+    with header:
+        width, height = header.size
+        fmt = header.format or claimed
+        mode = header.mode
+        n_frames = int(getattr(header, "n_frames", 1) or 1)
+        try:
+            orientation = int(header.getexif().get(_EXIF_ORIENTATION, 1))
+        except Exception:
+            # A broken EXIF block is common in the wild and only costs us the rotation.
+            orientation = 1
+    if orientation in (5, 6, 7, 8):
+        width, height = height, width
+    _check_geometry(width, height, limits)
+
+    try:
+        frame, plan = imaging.letterbox_bytes(data, dst_w, dst_h)
+    except Image.DecompressionBombError as exc:
+        raise PayloadTooLargeError(f"image has too many pixels: {exc}", code="too_many_pixels") from exc
+    except MemoryError as exc:
+        raise PayloadTooLargeError("image is too large to decode", code="too_many_pixels") from exc
+    except Exception as exc:
+        # Pillow reports broken files through many exception types (OSError for truncation,
+        # SyntaxError, ValueError, struct.error, EOFError, ...): all of them mean the same to a client.
+        message = f"the {fmt} image is corrupt or truncated: {_short(exc)}"
+        raise InvalidImageError(message, code="corrupt_image") from exc
+
+    if frame.shape != (dst_h, dst_w) or frame.dtype != np.uint8:
+        raise InvalidImageError("image could not be converted to the device frame", code="corrupt_image")
+    if (plan.src_w, plan.src_h) != (width, height):
+        # The header and the decoded image disagree: only a malformed file does that.
+        raise InvalidImageError(
+            f"image header says {width}x{height} but it decodes as {plan.src_w}x{plan.src_h}", code="corrupt_image"
+        )
+    return DecodedUpload(
+        frame=frame,
+        plan=plan,
+        width=width,
+        height=height,
+        format=fmt,
+        mode=mode,
+        n_frames=n_frames,
+        exif_orientation=orientation,
+        decode_s=time.perf_counter() - started,
+    )
+
+
+def _check_geometry(width: int, height: int, limits: UploadLimits) -> None:
+    if width <= 0 or height <= 0:
+        raise InvalidImageError(f"image has no pixels ({width}x{height})", code="empty_image")
+    if width * height > limits.max_pixels:
+        raise PayloadTooLargeError(
+            f"image is {width}x{height} = {width * height} pixels; the limit is {limits.max_pixels}",
+            code="too_many_pixels",
+        )
+    ratio = max(width, height) / min(width, height)
+    if ratio > limits.max_aspect_ratio:
+        raise InvalidImageError(
+            f"image is {width}x{height}: aspect ratio {ratio:.0f}:1 exceeds the limit of "
+            f"{limits.max_aspect_ratio:g}:1 (letterboxed to 320x320 it would be a sliver the detector cannot use)",
+            code="bad_aspect_ratio",
+        )
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
