@@ -18,32 +18,32 @@ class Settings(BaseSettings):
     # simulated board the gateway starts itself. Comma separated in RNNPOOL_DEVICES.
     devices: Annotated[list[str], NoDecode] = Field(default_factory=list)
     host: str = "127.0.0.1"
-    port: int = Field(8000, ge=1, le=65535)
+    port: int = Field(default=8000, ge=1, le=65535)
     # Optional bearer token for /v1/*; health, readiness, metrics and the viewer stay open so that
     # orchestrators and scrapers need no secret.
     token: str | None = None
 
-    baudrate: int = Field(115200, gt=0)
-    target_baud: int | None = Field(None, gt=0)
-    device_timeout_s: float = Field(5.0, gt=0)
-    device_max_retries: int = Field(8, ge=0)
+    baudrate: int = Field(default=115200, gt=0)
+    target_baud: int | None = Field(default=None, gt=0)
+    device_timeout_s: float = Field(default=5.0, gt=0)
+    device_max_retries: int = Field(default=8, ge=0)
 
     # Upload limits. The device sees 320x320; anything much larger only costs decode time.
-    max_upload_bytes: int = Field(20 * 1024 * 1024, gt=0)
-    max_pixels: int = Field(50_000_000, gt=0)
-    max_aspect_ratio: float = Field(20.0, ge=1.0)
+    max_upload_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
+    max_pixels: int = Field(default=50_000_000, gt=0)
+    max_aspect_ratio: float = Field(default=20.0, ge=1.0)
 
     # Scheduling. A QEMU board needs ~10 s per image (emulated UART), a real one at 115200 baud ~20 s.
-    queue_size: int = Field(16, ge=0)
-    request_timeout_s: float = Field(120.0, gt=0)
-    heartbeat_s: float = Field(2.0, gt=0)
-    reconnect_min_s: float = Field(0.25, gt=0)
-    reconnect_max_s: float = Field(10.0, gt=0)
+    queue_size: int = Field(default=16, ge=0)
+    request_timeout_s: float = Field(default=120.0, gt=0)
+    heartbeat_s: float = Field(default=2.0, gt=0)
+    reconnect_min_s: float = Field(default=0.25, gt=0)
+    reconnect_max_s: float = Field(default=10.0, gt=0)
 
-    max_jobs: int = Field(256, ge=1)
-    job_ttl_s: float = Field(600.0, gt=0)
+    max_jobs: int = Field(default=256, ge=1)
+    job_ttl_s: float = Field(default=600.0, gt=0)
 
-    benchmark_max_images: int = Field(100, ge=1)
+    benchmark_max_images: int = Field(default=100, ge=1)
 
     web_dir: Path = REPO_ROOT / "web"
 
