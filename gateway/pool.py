@@ -170,14 +170,14 @@ def _identity(url: str, info: Any, baud: int | None) -> DeviceIdentity:
         input_width=int(getattr(info, "input_width", 320)),
         input_height=int(getattr(info, "input_height", 320)),
         clock_hz=clock or None,
-        tick_unit=_tick_unit(getattr(info, "tick_unit", "")),
+        tick_unit=tick_unit_name(getattr(info, "tick_unit", "")),
         ram_bytes=int(getattr(info, "ram_bytes", 0) or 0) or None,
         max_baud=int(getattr(info, "max_baud", 0) or 0) or None,
         baud=baud,
     )
 
 
-def _tick_unit(value: Any) -> str:
+def tick_unit_name(value: Any) -> str:
     name = getattr(value, "name", None)
     return str(name).lower() if name is not None else str(value)
 

@@ -53,3 +53,12 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+
+def gateway_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("rnnpool-gateway")
+    except PackageNotFoundError:
+        return "0+unknown"

@@ -26,7 +26,8 @@ from gateway.errors import InvalidImageError, PayloadTooLargeError, UnsupportedM
 
 # Pillow format ids tried when opening an upload. MPO is what Pillow calls the multi-picture JPEGs
 # that many phones write; it is a JPEG to everything else.
-ACCEPTED_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "BMP", "GIF", "TIFF")
+Image.init()  # registers every plugin, so the allow-list below can name them
+ACCEPTED_FORMATS = tuple(f for f in ("JPEG", "MPO", "PNG", "WEBP", "BMP", "GIF", "TIFF") if f in Image.OPEN)
 ACCEPTED_MEDIA_TYPES = ("image/jpeg", "image/png", "image/webp", "image/bmp", "image/gif", "image/tiff")
 
 _MAGIC: tuple[tuple[bytes, int, str], ...] = (
