@@ -28,6 +28,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import termios
 import threading
 import time
 import tty
@@ -552,7 +553,7 @@ class SimDevice:
     def _open_pty(path: str) -> int:
         fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
         # Raw mode: no echo, no CR/LF translation, no signals; a pty is a byte pipe for us.
-        tty.setraw(fd)
+        tty.setraw(fd, termios.TCSANOW)  # TCSAFLUSH would discard what the device already sent
         return fd
 
     def _stop_backend(self) -> None:
