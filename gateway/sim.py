@@ -34,7 +34,7 @@ import time
 import tty
 import weakref
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -187,8 +187,14 @@ class _Pipe:
         return len(self.ready) + sum(len(d) for _, d in self.delayed) > self.MAX_BUFFERED
 
 
-class _Upstream:
+class Upstream:
     """The device end of the relay: a pty slave (host board) or a TCP connection (QEMU)."""
+
+    @classmethod
+    def tcp(cls, host: str, port: int, timeout_s: float = 5.0) -> Upstream:
+        sock = socket.create_connection((host, port), timeout=timeout_s)
+        sock.setblocking(False)
+        return cls(sock.fileno(), close=False, on_close=sock)
 
     def __init__(self, fd: int, close: bool, on_close: socket.socket | None = None) -> None:
         self.fd = fd
@@ -221,10 +227,14 @@ _WOULD_BLOCK = b"would-block"  # sentinel identity, never compared by value
 
 
 class FaultRelay:
-    """TCP server on 127.0.0.1 that forwards one client at a time to the current device endpoint."""
+    """TCP server on 127.0.0.1 that forwards one client at a time to the current device endpoint.
 
-    def __init__(self, sim: SimDevice, fault: FaultSpec | None) -> None:
-        self._sim = weakref.proxy(sim)
+    `connect()` is called for each client and returns the device end, or None when the device is down
+    (the client is then disconnected at once).
+    """
+
+    def __init__(self, connect: Callable[[], Upstream | None], fault: FaultSpec | None = None) -> None:
+        self._connect = connect
         self._fault = fault or FaultSpec()
         self.stats = RelayStats()
         self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -286,9 +296,9 @@ class FaultRelay:
             thread.start()
 
     def _serve(self, client: socket.socket, generation: int, fault: FaultSpec) -> None:
-        upstream: _Upstream | None = None
+        upstream: Upstream | None = None
         try:
-            upstream = self._sim._connect_upstream()
+            upstream = self._connect()
         except Exception:
             upstream = None
         if upstream is None:
@@ -305,7 +315,7 @@ class FaultRelay:
                 client.close()
             upstream.close()
 
-    def _pump(self, client: socket.socket, upstream: _Upstream, down: _Pipe, up: _Pipe, generation: int) -> None:
+    def _pump(self, client: socket.socket, upstream: Upstream, down: _Pipe, up: _Pipe, generation: int) -> None:
         while not self._stop.is_set() and self._generation == generation:
             now = time.monotonic()
             waits = [w for w in (down.release(now), up.release(now)) if w is not None]
@@ -427,7 +437,9 @@ class SimDevice:
         self._lock = threading.RLock()
         self._restarts = 0
         self.binary = ensure_firmware(board)
-        self._relay = FaultRelay(self, fault)
+        # A weak reference, so the relay's threads do not keep an abandoned SimDevice alive.
+        self_ref = weakref.WeakMethod(self._connect_upstream)
+        self._relay = FaultRelay(lambda: (m := self_ref()) and m(), fault)
         _live.add(self)
         self._finalizer = weakref.finalize(self, SimDevice._finalize, self._relay, [None], self._workdir)
         self._start_backend()
@@ -565,16 +577,14 @@ class SimDevice:
             with contextlib.suppress(OSError):
                 os.close(backend.pty_fd)
 
-    def _connect_upstream(self) -> _Upstream | None:
+    def _connect_upstream(self) -> Upstream | None:
         backend = self._backend
         if backend is None or backend.proc.poll() is not None:
             return None
         if backend.pty_fd is not None:
-            return _Upstream(backend.pty_fd, close=False)
+            return Upstream(backend.pty_fd, close=False)
         host, port = backend.endpoint.rsplit(":", 1)
-        sock = socket.create_connection((host, int(port)), timeout=5.0)
-        sock.setblocking(False)
-        return _Upstream(sock.fileno(), close=False, on_close=sock)
+        return Upstream.tcp(host, int(port))
 
     @staticmethod
     def _finalize(relay: FaultRelay, procs: list[subprocess.Popen[bytes] | None], workdir: Path) -> None:

@@ -14,6 +14,7 @@ is decoded:
 from __future__ import annotations
 
 import io
+import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -42,6 +43,26 @@ _MAGIC: tuple[tuple[bytes, int, str], ...] = (
     (b"II+\x00", 0, "TIFF"),
     (b"MM\x00+", 0, "TIFF"),
 )
+
+# Image formats we recognise but do not accept, so the client hears "unsupported format" rather than
+# "not an image". Checked by magic bytes only: nothing here is ever handed to a decoder.
+_OTHER_IMAGE_MAGIC: tuple[tuple[bytes, int, str], ...] = (
+    (b"\x00\x00\x01\x00", 0, "ICO"),
+    (b"8BPS", 0, "PSD"),
+    (b"ftypheic", 4, "HEIC"),
+    (b"ftypheix", 4, "HEIC"),
+    (b"ftypmif1", 4, "HEIF"),
+    (b"ftypavif", 4, "AVIF"),
+    (b"\x00\x00\x00\x0cjP  ", 0, "JPEG 2000"),
+    (b"\xff\x4f\xff\x51", 0, "JPEG 2000"),
+    (b"qoif", 0, "QOI"),
+    (b"\x76\x2f\x31\x01", 0, "OpenEXR"),
+    (b"DDS ", 0, "DDS"),
+    (b"%!PS", 0, "PostScript"),
+    (b"\xc5\xd0\xd3\xc6", 0, "EPS"),
+)
+_PNM = re.compile(rb"^P[1-7]\s")
+_SVG = re.compile(rb"^\s*(<\?xml[^>]*>\s*)?(<!--.*?-->\s*)*<svg[\s>]", re.DOTALL | re.IGNORECASE)
 
 _EXIF_ORIENTATION = 0x0112
 
@@ -73,6 +94,18 @@ def sniff_format(data: bytes) -> str | None:
             if name == "WEBP" and not data.startswith(b"RIFF"):
                 continue
             return name
+    return None
+
+
+def other_image_format(data: bytes) -> str | None:
+    """Name of a recognised but refused image format, or None."""
+    for magic, offset, name in _OTHER_IMAGE_MAGIC:
+        if data[offset : offset + len(magic)] == magic:
+            return name
+    if _PNM.match(data[:3]):
+        return "PNM"
+    if _SVG.match(data[:4096]):
+        return "SVG"
     return None
 
 
@@ -130,6 +163,12 @@ def decode_upload(data: bytes, limits: UploadLimits, dst_w: int = 320, dst_h: in
 
     claimed = sniff_format(data)
     if claimed is None:
+        other = other_image_format(data)
+        if other is not None:
+            raise UnsupportedMediaTypeError(
+                f"{other} images are not accepted; send JPEG, PNG, WebP, BMP, GIF or TIFF",
+                code="unsupported_image_format",
+            )
         raise UnsupportedMediaTypeError(
             "the upload is not an image in an accepted format (JPEG, PNG, WebP, BMP, GIF, TIFF)",
             code="not_an_image",
