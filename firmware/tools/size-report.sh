@@ -26,7 +26,8 @@ bad=$("$NM" "$elf" | awk '{ print $NF }' |
     sort -u | tr '\n' ' ' || true)
 if [ -n "$bad" ]; then
     echo "error: $elf uses floating point or the heap: $bad" >&2
-    echo "       (find the caller with: $NM -u build/$board/obj/... or the link map build/$board/rnnpool.map)" >&2
+    echo "       the link map (build/$board/rnnpool.map, 'Archive member included to satisfy" >&2
+    echo "       reference by file') names the object that pulled each one in" >&2
     status=1
 fi
 if [ "$static_ram" -gt "$ram" ]; then

@@ -58,7 +58,10 @@ _Static_assert(offsetof(rcc_t, CSR) == 0x74, "RCC layout");
 #define RCC_CFGR_SW_PLL (2u << 0)
 #define RCC_CFGR_SWS_MASK (3u << 2)
 #define RCC_CFGR_SWS_PLL (2u << 2)
+#define RCC_CFGR_HPRE_MASK (0xFu << 4)
 #define RCC_CFGR_HPRE_DIV1 (0u << 4)
+#define RCC_CFGR_PPRE1_MASK (7u << 10)
+#define RCC_CFGR_PPRE2_MASK (7u << 13)
 #define RCC_CFGR_PPRE1_DIV4 (5u << 10)
 #define RCC_CFGR_PPRE2_DIV2 (4u << 13)
 
@@ -178,6 +181,8 @@ _Static_assert(offsetof(tim_t, CNT) == 0x24, "TIM layout");
 #define TIM_CR1_CEN (1u << 0)
 #define TIM_EGR_UG (1u << 0)
 
+#define DBGMCU_CR (*(REG *)0xE0042004u)
+#define DBGMCU_CR_DBG_SLEEP (1u << 0)
 #define DBGMCU_APB1_FZ (*(REG *)0xE0042008u)
 #define DBGMCU_APB1_FZ_IWDG_STOP (1u << 12)
 

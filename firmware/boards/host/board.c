@@ -21,6 +21,7 @@
 #define _GNU_SOURCE
 
 #include "board.h"
+#include "host/host_board.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -215,23 +216,27 @@ static void die(const char *what)
 }
 
 /* One packet-mode read: a leading 0 byte means data follows; any other value is a control
- * status (TIOCPKT_FLUSHREAD etc.) with no data. Returns the number of data bytes, -1 if the
- * read only carried status, 0 if nothing was there. */
-static ssize_t pty_read_packet(uint8_t *dst, size_t max)
+ * status (TIOCPKT_FLUSHREAD etc.) with no data. Returns the number of data bytes (0 if there
+ * was nothing or only status) and stores the status byte, if any, in *status. */
+static size_t pty_read_packet(uint8_t *dst, size_t max, uint8_t *status)
 {
     uint8_t tmp[4097];
     size_t want = max < sizeof tmp - 1u ? max : sizeof tmp - 1u;
     ssize_t n = read(s_in_fd, tmp, want + 1u);
+    *status = 0;
     if (n <= 0) {
         return 0; /* EAGAIN: no data; EIO: no client right now */
     }
     if (tmp[0] != TIOCPKT_DATA) {
-        return -1;
+        *status = tmp[0];
+        return 0;
     }
     memcpy(dst, tmp + 1, (size_t)n - 1u);
-    return n - 1;
+    return (size_t)n - 1u;
 }
 
+/* Waits for the client's input flush (pyserial's open() ends with one) or its first byte.
+ * Other status changes do not count: our own termios set-up, for one, reports TIOCPKT_NOSTOP. */
 static void pty_wait_for_client(void)
 {
     for (;;) {
@@ -242,13 +247,14 @@ static void pty_wait_for_client(void)
             }
             die("poll");
         }
-        ssize_t n = pty_read_packet(s_pending, sizeof s_pending);
-        if (n != 0) {
-            s_pending_len = n > 0 ? (size_t)n : 0u;
+        uint8_t status;
+        size_t n = pty_read_packet(s_pending, sizeof s_pending, &status);
+        if (n > 0u || (status & TIOCPKT_FLUSHREAD)) {
+            s_pending_len = n;
             s_pending_pos = 0;
             return;
         }
-        if (p.revents & POLLHUP) {
+        if ((p.revents & POLLHUP) && !(p.revents & (POLLIN | POLLPRI))) {
             /* A client opened and closed again already; keep waiting without spinning. */
             usleep(10000);
         }
@@ -305,6 +311,11 @@ static void stdin_raw(void)
     }
 }
 
+const char *host_board_pty_name(void)
+{
+    return s_pty ? s_pty_name : NULL;
+}
+
 /* ---- board API --------------------------------------------------------------------------- */
 
 void board_init(void)
@@ -342,8 +353,8 @@ size_t board_uart_read(uint8_t *dst, size_t max)
         return n;
     }
     if (s_pty) {
-        ssize_t n = pty_read_packet(dst, max);
-        return n > 0 ? (size_t)n : 0u;
+        uint8_t status;
+        return pty_read_packet(dst, max, &status);
     }
     struct pollfd p = {.fd = s_in_fd, .events = POLLIN};
     if (poll(&p, 1, 0) <= 0 || !(p.revents & (POLLIN | POLLHUP))) {

@@ -5,7 +5,10 @@
 
 #include "board.h"
 #include "common/ringbuf.h"
+#include "host/host_board.h"
 
+#include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -178,24 +181,97 @@ static void test_uart_settings(void)
     CHECK(strcmp(board_name(), "host") == 0);
 }
 
-/* board_reset() must re-exec the program with its original arguments. Three lives:
- * (1) run the tests, then exec ourselves with a marker argument; (2) call board_reset();
- * (3) check the marker survived. The stage travels in the environment, which exec keeps. */
+/* ---- reset and the pty, across exec ----------------------------------------------------
+ * board_reset() must re-exec the program with its original arguments, and with --pty keep the
+ * same /dev/pts/N so a connected client survives the reset. Three lives, the stage passed in
+ * the environment (exec keeps it):
+ *   1. unit tests above, then exec ourselves with "--pty-nowait MARKER";
+ *   2. the board makes a pty; we open its slave as the client, check both directions, then
+ *      board_reset();
+ *   3. same pty name, same arguments, and the client fd from life 2 still talks to us. */
 #define STAGE_ENV "TEST_HOST_BOARD_STAGE"
+#define CLIENT_ENV "TEST_HOST_BOARD_CLIENT_FD"
+#define NAME_ENV "TEST_HOST_BOARD_PTY"
 #define MARKER "--after-reset-marker"
+
+static bool client_expect(int fd, const char *want)
+{
+    char got[64] = {0};
+    size_t len = strlen(want), have = 0;
+    for (int tries = 0; tries < 200 && have < len; tries++) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 10) > 0) {
+            ssize_t n = read(fd, got + have, len - have);
+            have += n > 0 ? (size_t)n : 0u;
+        }
+    }
+    return have == len && memcmp(got, want, len) == 0;
+}
+
+static bool board_expect(const char *want)
+{
+    uint8_t got[64] = {0};
+    size_t len = strlen(want), have = 0;
+    for (int tries = 0; tries < 200 && have < len; tries++) {
+        have += board_uart_read(got + have, len - have);
+        if (have < len) {
+            board_idle();
+        }
+    }
+    return have == len && memcmp(got, want, len) == 0;
+}
+
+static int life_before_reset(void)
+{
+    board_init();
+    const char *name = host_board_pty_name();
+    CHECK(name != NULL);
+    if (name == NULL) {
+        return 1;
+    }
+    int client = open(name, O_RDWR | O_NOCTTY);
+    CHECK(client >= 0);
+    board_uart_write((const uint8_t *)"ping", 4);
+    CHECK(client_expect(client, "ping"));
+    CHECK(write(client, "pong", 4) == 4);
+    CHECK(board_expect("pong"));
+    if (g_failures != 0) {
+        return 1;
+    }
+    char num[16];
+    snprintf(num, sizeof num, "%d", client);
+    setenv(CLIENT_ENV, num, 1);
+    setenv(NAME_ENV, name, 1);
+    setenv(STAGE_ENV, "after-reset", 1);
+    board_reset();
+}
+
+static int life_after_reset(int argc, char **argv)
+{
+    CHECK(argc == 3 && strcmp(argv[2], MARKER) == 0);
+    CHECK(board_millis() < 1000u); /* a fresh process, so a fresh clock */
+    board_init();
+    const char *name = host_board_pty_name();
+    const char *before = getenv(NAME_ENV);
+    CHECK(name != NULL && before != NULL && strcmp(name, before) == 0);
+    int client = atoi(getenv(CLIENT_ENV) ? getenv(CLIENT_ENV) : "-1");
+    board_uart_write((const uint8_t *)"back", 4);
+    CHECK(client_expect(client, "back"));
+    CHECK(write(client, "again", 5) == 5);
+    CHECK(board_expect("again"));
+    printf("host board: reset kept the arguments and the pty %s: %s\n", name ? name : "?",
+           g_failures == 0 ? "ok" : "NO");
+    return g_failures == 0 ? 0 : 1;
+}
 
 int main(int argc, char **argv)
 {
     const char *stage = getenv(STAGE_ENV);
     if (stage != NULL && strcmp(stage, "before-reset") == 0) {
-        setenv(STAGE_ENV, "after-reset", 1);
-        board_reset();
+        return life_before_reset();
     }
     if (stage != NULL && strcmp(stage, "after-reset") == 0) {
-        CHECK(argc == 2 && strcmp(argv[1], MARKER) == 0);
-        CHECK(board_millis() < 1000u); /* a fresh process, so a fresh clock */
-        printf("host board: reset re-exec kept the arguments: %s\n", g_failures == 0 ? "ok" : "NO");
-        return g_failures == 0 ? 0 : 1;
+        return life_after_reset(argc, argv);
     }
 
     board_init();
@@ -211,7 +287,7 @@ int main(int argc, char **argv)
     }
     fflush(stdout);
     setenv(STAGE_ENV, "before-reset", 1);
-    char *args[] = {argv[0], (char *)MARKER, NULL};
+    char *args[] = {argv[0], (char *)"--pty-nowait", (char *)MARKER, NULL};
     execv("/proc/self/exe", args);
     perror("execv");
     return 1;
