@@ -90,6 +90,7 @@ int main(void)
     for (uint32_t i = 0; i < 3000000u; i++) { /* ~ 15-20 M instructions = 15-20 ms virtual */
         sink += i;
     }
+    (void)sink;
     uint64_t w1 = board_ticks64();
     uint32_t m1 = board_millis();
     /* newlib-nano's printf has no %llu. */
