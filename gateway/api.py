@@ -195,7 +195,11 @@ async def read_image_upload(request: Request, max_bytes: int) -> bytes:
     kind = classify_content_type(request.headers.get("content-type"))
     if kind == "raw":
         return await _read_body(request, max_bytes)
-    body = await _read_body(request, max_bytes + _MULTIPART_OVERHEAD)
+    try:
+        body = await _read_body(request, max_bytes + _MULTIPART_OVERHEAD)
+    except PayloadTooLargeError as exc:
+        # Report the image limit the client can act on, not the internal one with multipart slack.
+        raise PayloadTooLargeError(f"upload is larger than the limit of {max_bytes} bytes", code=exc.code) from exc
     parts = await _parse_multipart(request, body, "image", many=False)
     if not parts:
         raise InvalidParametersError("multipart body has no 'image' file field", code="missing_image")
@@ -806,4 +810,3 @@ def _mount_web(app: FastAPI, settings: Settings) -> None:
 
     if web_dir.is_dir():
         app.mount("/", StaticFiles(directory=web_dir, html=True), name="web")
-

@@ -177,7 +177,7 @@ def decode_upload(data: bytes, limits: UploadLimits, dst_w: int = 320, dst_h: in
     try:
         header = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
     except Image.DecompressionBombError as exc:
-        raise PayloadTooLargeError(f"image has too many pixels: {exc}", code="too_many_pixels") from exc
+        raise _too_many_pixels(limits) from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
         raise InvalidImageError(f"the {claimed} header is corrupt and cannot be read", code="corrupt_image") from exc
 
@@ -198,7 +198,7 @@ def decode_upload(data: bytes, limits: UploadLimits, dst_w: int = 320, dst_h: in
     try:
         frame, plan = imaging.letterbox_bytes(data, dst_w, dst_h)
     except Image.DecompressionBombError as exc:
-        raise PayloadTooLargeError(f"image has too many pixels: {exc}", code="too_many_pixels") from exc
+        raise _too_many_pixels(limits) from exc
     except MemoryError as exc:
         raise PayloadTooLargeError("image is too large to decode", code="too_many_pixels") from exc
     except Exception as exc:
@@ -227,14 +227,16 @@ def decode_upload(data: bytes, limits: UploadLimits, dst_w: int = 320, dst_h: in
     )
 
 
+def _too_many_pixels(limits: UploadLimits, width: int | None = None, height: int | None = None) -> PayloadTooLargeError:
+    size = f" is {width}x{height} = {width * height} pixels;" if width and height else " has too many pixels;"
+    return PayloadTooLargeError(f"image{size} the limit is {limits.max_pixels}", code="too_many_pixels")
+
+
 def _check_geometry(width: int, height: int, limits: UploadLimits) -> None:
     if width <= 0 or height <= 0:
         raise InvalidImageError(f"image has no pixels ({width}x{height})", code="empty_image")
     if width * height > limits.max_pixels:
-        raise PayloadTooLargeError(
-            f"image is {width}x{height} = {width * height} pixels; the limit is {limits.max_pixels}",
-            code="too_many_pixels",
-        )
+        raise _too_many_pixels(limits, width, height)
     ratio = max(width, height) / min(width, height)
     if ratio > limits.max_aspect_ratio:
         raise InvalidImageError(
