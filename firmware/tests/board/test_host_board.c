@@ -158,7 +158,8 @@ static void test_memory(void)
     CHECK(before < 64u * 1024u);
     (void)use_stack(100); /* about 100 KB */
     uint32_t deep = board_stack_high_water();
-    CHECK(deep >= 100u * 1024u);
+    /* 101 frames of over 1 KB; the few frames above the painted region are not counted. */
+    CHECK(deep >= 96u * 1024u);
     CHECK(deep <= 512u * 1024u);
     board_stack_paint();
     uint32_t after = board_stack_high_water();
