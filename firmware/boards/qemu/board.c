@@ -20,8 +20,8 @@
  * by 5 (the call, the load and the return).
  *
  * SysTick runs at 100 Hz of virtual time: it wakes board_idle() so timeouts progress and it
- * widens TIM2 to 64 bits. Its handler (~30 instructions every 10^7) is included in any count
- * that spans it: 3 ppm.
+ * widens TIM2 to 64 bits. Its handler (8-12 instructions every 10^7) is included in any count
+ * that spans it: about 1 ppm.
  */
 #include "board.h"
 #include "cortex-m4/cm4.h"
