@@ -391,7 +391,6 @@ class _Backend:
     proc: subprocess.Popen[bytes]
     log_path: Path
     endpoint: str  # pty path or "host:port"
-    pty_fd: int | None = None  # held open for the backend's life so the pty never hangs up
     started: float = field(default_factory=time.monotonic)
 
 
@@ -557,15 +556,24 @@ class SimDevice:
             time.sleep(_POLL_S)
         if self.board == "host":
             backend.endpoint = match.group(1).decode()
-            backend.pty_fd = self._open_pty(backend.endpoint)
         else:
             backend.endpoint = f"127.0.0.1:{port}"
 
     @staticmethod
     def _open_pty(path: str) -> int:
+        """Open the pty as a serial client would: raw mode, then flush the input queue.
+
+        The flush mirrors pyserial's open(): it discards what the board sent while nobody was
+        listening (a real UART sends that into the void), and it is what the host board waits
+        for before it boots (see firmware/boards/host/board.c).
+        """
         fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
-        # Raw mode: no echo, no CR/LF translation, no signals; a pty is a byte pipe for us.
-        tty.setraw(fd, termios.TCSANOW)  # TCSAFLUSH would discard what the device already sent
+        try:
+            tty.setraw(fd, termios.TCSANOW)
+            termios.tcflush(fd, termios.TCIFLUSH)
+        except BaseException:
+            os.close(fd)
+            raise
         return fd
 
     def _stop_backend(self) -> None:
@@ -573,16 +581,15 @@ class SimDevice:
         if backend is None:
             return
         _kill_group(backend.proc)
-        if backend.pty_fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(backend.pty_fd)
 
     def _connect_upstream(self) -> Upstream | None:
         backend = self._backend
         if backend is None or backend.proc.poll() is not None:
             return None
-        if backend.pty_fd is not None:
-            return Upstream(backend.pty_fd, close=False)
+        if self.board == "host":
+            # One open per client, closed when it leaves: the board then sees a hang-up and drops
+            # its output, as a UART with nobody on the line does.
+            return Upstream(self._open_pty(backend.endpoint), close=True)
         host, port = backend.endpoint.rsplit(":", 1)
         return Upstream.tcp(host, int(port))
 
