@@ -1,0 +1,188 @@
+/* 3x3 convolutions: conv1 (stride 2, one input channel, raw pixels in) and the detection heads
+ * (stride 1, run as a scatter of input pixels into output accumulators). */
+#include "eng_kernels.h"
+
+#include <string.h>
+
+/* ---- conv1 -------------------------------------------------------------------------------- */
+
+void conv1_row_ref(const conv_layer_t *L, const uint8_t *r0, const uint8_t *r1, const uint8_t *r2,
+                   uint16_t width, int8_t *out)
+{
+    const uint8_t *rows[3] = {r0, r1, r2};
+    uint16_t wo = width / 2;
+    for (uint16_t j = 0; j < wo; j++) {
+        for (uint16_t o = 0; o < L->cout; o++) {
+            int32_t acc = L->b[o];
+            for (int ky = 0; ky < 3; ky++) {
+                if (rows[ky] == NULL) {
+                    continue;
+                }
+                for (int kx = 0; kx < 3; kx++) {
+                    int32_t col = 2 * j - 1 + kx;
+                    if (col < 0 || col >= width) {
+                        continue;
+                    }
+                    acc += L->w[(o * 3 + ky) * 3 + kx] * ((int32_t)rows[ky][col] - 128);
+                }
+            }
+            out[j * L->cout + o] = (int8_t)rq_clamp(acc, L->m[o], L->s[o], L->lo, L->hi);
+        }
+    }
+}
+
+/* Works on the raw pixels p = x + 128, with the bias corrected by -128 * sum(w) once: then the
+ * zero padding (x = 0) is p = 128, so edge taps add 128 * w instead of being skipped. Interior
+ * pixels read their 3x3 window as one halfword-aligned word per row: bytes 2j-2 .. 2j+1, whose
+ * UXTB16 forms are (p[2j-2], p[2j]) and (p[2j-1], p[2j+1]): the second pairs with the packed
+ * outer weights (w0, w2) in one SMLAD, the top half of the first with w1 in an SMLABT. */
+void conv1_row_opt(const conv_layer_t *L, const uint8_t *r0, const uint8_t *r1, const uint8_t *r2,
+                   uint16_t width, int8_t *out)
+{
+    enum { COUT = 4 };
+    if (L->cin != 1 || L->cout != COUT) {
+        conv1_row_ref(L, r0, r1, r2, width, out);
+        return;
+    }
+    const uint8_t *rows[3] = {r0, r1, r2};
+    uint32_t wpair[COUT][3], wmid[COUT][3];
+    int32_t bias[COUT];
+    for (int o = 0; o < COUT; o++) {
+        int32_t sum = 0;
+        for (int ky = 0; ky < 3; ky++) {
+            const int8_t *w = L->w + (o * 3 + ky) * 3;
+            wpair[o][ky] = dsp_pack16(w[0], w[2]);
+            wmid[o][ky] = (uint32_t)(int32_t)w[1];
+            sum += w[0] + w[1] + w[2];
+        }
+        bias[o] = L->b[o] - 128 * sum;
+        if (r0 == NULL) { /* the padding row above the image */
+            const int8_t *w = L->w + o * 9;
+            bias[o] += 128 * (w[0] + w[1] + w[2]);
+        }
+    }
+    int ky0 = r0 == NULL ? 1 : 0;
+
+    /* j = 0: the left tap is padding. */
+    for (int o = 0; o < COUT; o++) {
+        int32_t acc = bias[o];
+        for (int ky = ky0; ky < 3; ky++) {
+            const int8_t *w = L->w + (o * 3 + ky) * 3;
+            acc += 128 * w[0] + w[1] * rows[ky][0] + w[2] * rows[ky][1];
+        }
+        out[o] = (int8_t)rq_clamp(acc, L->m[o], L->s[o], L->lo, L->hi);
+    }
+
+    uint16_t wo = width / 2;
+    for (uint16_t j = 1; j < wo; j++) {
+        uint32_t even[3], odd[3];
+        for (int ky = ky0; ky < 3; ky++) {
+            uint32_t v = dsp_load32(rows[ky] + 2 * j - 2);
+            /* UXTB16 is SXTB16 of a word whose bytes 1 and 3 are cleared. */
+            even[ky] = v & 0x00FF00FFu;
+            odd[ky] = (v >> 8) & 0x00FF00FFu;
+        }
+        int8_t *po = out + j * COUT;
+        for (int o = 0; o < COUT; o++) {
+            int32_t acc = bias[o];
+            for (int ky = ky0; ky < 3; ky++) {
+                acc = dsp_smlad(odd[ky], wpair[o][ky], acc);
+                acc = dsp_smlabt(wmid[o][ky], even[ky], acc);
+            }
+            po[o] = (int8_t)rq_clamp(acc, L->m[o], L->s[o], L->lo, L->hi);
+        }
+    }
+}
+
+/* ---- 3x3 stride 1 as scatter (heads) ------------------------------------------------------ */
+
+void conv3x3_scatter2_ref(const conv_layer_t *L, const int8_t *p0, const int8_t *p1,
+                          int32_t *const acc0[9], int32_t *const acc1[9])
+{
+    const int8_t *px[2] = {p0, p1};
+    int32_t *const *acc[2] = {acc0, acc1};
+    for (int p = 0; p < 2; p++) {
+        for (int t = 0; t < 9; t++) {
+            int32_t *a = acc[p][t];
+            if (a == NULL) {
+                continue;
+            }
+            for (uint16_t o = 0; o < L->cout; o++) {
+                const int8_t *w = L->w + ((uint32_t)o * 9u + (uint32_t)t) * L->cin;
+                int32_t sum = 0;
+                for (uint16_t c = 0; c < L->cin; c++) {
+                    sum += w[c] * px[p][c];
+                }
+                a[o] += sum;
+            }
+        }
+    }
+}
+
+/* Two pixels by two output channels per inner loop: a weight word is loaded and widened once
+ * (SXTB16 gives channels 0,2 and 1,3) and used for both pixels, whose channels were widened the
+ * same way up front, so each SMLAD does two useful MACs. A tap whose output is outside the map
+ * for one pixel only accumulates into a scratch buffer: that happens at the borders alone. */
+void conv3x3_scatter2_opt(const conv_layer_t *L, const int8_t *p0, const int8_t *p1,
+                          int32_t *const acc0[9], int32_t *const acc1[9])
+{
+    enum { MAX_CIN = 64, MAX_COUT = 8 };
+    uint16_t cin = L->cin, cout = L->cout;
+    if (cin > MAX_CIN || (cin & 3u) != 0 || cout > MAX_COUT || (cout & 1u) != 0) {
+        conv3x3_scatter2_ref(L, p0, p1, acc0, acc1);
+        return;
+    }
+    uint32_t x0[MAX_CIN / 2], x1[MAX_CIN / 2];
+    uint16_t nw = cin / 4;
+    for (uint16_t k = 0; k < nw; k++) {
+        uint32_t a = dsp_load32(p0 + 4 * k), b = dsp_load32(p1 + 4 * k);
+        x0[2 * k] = dsp_sxtb16(a);
+        x0[2 * k + 1] = dsp_sxtb16_ror8(a);
+        x1[2 * k] = dsp_sxtb16(b);
+        x1[2 * k + 1] = dsp_sxtb16_ror8(b);
+    }
+    int32_t scratch[MAX_COUT];
+    for (int t = 0; t < 9; t++) {
+        int32_t *a0 = acc0[t], *a1 = acc1[t];
+        if (a0 == NULL && a1 == NULL) {
+            continue;
+        }
+        if (a0 == NULL) {
+            a0 = scratch;
+        }
+        if (a1 == NULL) {
+            a1 = scratch;
+        }
+        for (uint16_t o = 0; o < cout; o += 2) {
+            const int8_t *wa = L->w + ((uint32_t)o * 9u + (uint32_t)t) * cin;
+            const int8_t *wb = wa + 9u * cin;
+            int32_t s00 = 0, s01 = 0, s10 = 0, s11 = 0; /* s<out><pixel> */
+            for (uint16_t k = 0; k < nw; k++) {
+                uint32_t va = dsp_load32(wa + 4 * k), vb = dsp_load32(wb + 4 * k);
+                uint32_t ae = dsp_sxtb16(va), ao = dsp_sxtb16_ror8(va);
+                uint32_t be = dsp_sxtb16(vb), bo = dsp_sxtb16_ror8(vb);
+                uint32_t xe0 = x0[2 * k], xo0 = x0[2 * k + 1];
+                uint32_t xe1 = x1[2 * k], xo1 = x1[2 * k + 1];
+                s00 = dsp_smlad(ae, xe0, s00);
+                s00 = dsp_smlad(ao, xo0, s00);
+                s01 = dsp_smlad(ae, xe1, s01);
+                s01 = dsp_smlad(ao, xo1, s01);
+                s10 = dsp_smlad(be, xe0, s10);
+                s10 = dsp_smlad(bo, xo0, s10);
+                s11 = dsp_smlad(be, xe1, s11);
+                s11 = dsp_smlad(bo, xo1, s11);
+            }
+            a0[o] += s00;
+            a0[o + 1] += s10;
+            a1[o] += s01;
+            a1[o + 1] += s11;
+        }
+    }
+}
+
+void conv_finish(const conv_layer_t *L, const int32_t *acc, int8_t *out)
+{
+    for (uint16_t o = 0; o < L->cout; o++) {
+        out[o] = (int8_t)rq_clamp(acc[o] + L->b[o], L->m[o], L->s[o], L->lo, L->hi);
+    }
+}
