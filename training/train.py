@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import shutil
 import sys
@@ -86,7 +87,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     parser.add_argument("--init", type=Path, help="start from these weights (fine-tuning)")
     parser.add_argument("--eval-limit", type=int, default=0, help="evaluate on the first N dev images only")
-    parser.add_argument("--max-minutes", type=float, default=0, help="stop cleanly after this long")
+    parser.add_argument(
+        "--minutes",
+        type=float,
+        default=0,
+        help="train for this wall-clock budget instead of a fixed number of epochs: the learning rate "
+        "follows a cosine over elapsed time, so the run anneals fully however fast the machine is",
+    )
     args = parser.parse_args(argv)
 
     if args.threads:
@@ -110,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimiser, max_lr=args.lr, total_steps=args.epochs * steps_per_epoch, pct_start=0.05, final_div_factor=100
     )
-    start_epoch, best_ap, history = 0, -1.0, []
+    budget_s = args.minutes * 60
+    start_epoch, best_ap, history, spent_s = 0, -1.0, [], 0.0
     last_path = args.out / "last.pt"
     if args.resume and last_path.exists():
         state = torch.load(last_path, map_location="cpu", weights_only=False)
@@ -118,11 +126,13 @@ def main(argv: list[str] | None = None) -> int:
         optimiser.load_state_dict(state["optimiser"])
         schedule.load_state_dict(state["schedule"])
         start_epoch, best_ap, history = state["epoch"] + 1, state["best_ap"], state["history"]
+        spent_s = state.get("spent_s", 0.0)
         torch.set_rng_state(state["torch_rng"])
         print(f"resumed at epoch {start_epoch}, best dev AP50(>=16px) {best_ap:.4f}", file=sys.stderr)
 
-    t_start = time.time()
-    for epoch in range(start_epoch, args.epochs):
+    t_start = time.time() - spent_s
+    epochs = range(start_epoch, 10**6) if budget_s else range(start_epoch, args.epochs)
+    for epoch in epochs:
         # Per-epoch seeds make a resumed run see the same samples as an uninterrupted one.
         augmenter = FaceAugmenter(train, seed=args.seed * 1000 + epoch)
         order = np.random.default_rng(args.seed * 1000 + epoch).permutation(len(train))
@@ -136,14 +146,22 @@ def main(argv: list[str] | None = None) -> int:
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             optimiser.step()
-            schedule.step()
+            if budget_s:
+                frac = min((time.time() - t_start) / budget_s, 1.0)
+                for group in optimiser.param_groups:
+                    group["lr"] = args.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * frac)))
+            else:
+                schedule.step()
             seen += len(frames)
             running = loss.item() if step == 1 else 0.98 * running + 0.02 * loss.item()
             rate = seen / (time.time() - t0)
-            eta = (steps_per_epoch - step) * args.batch / rate + (
-                args.epochs - epoch - 1
-            ) * steps_per_epoch * args.batch / rate
+            if budget_s:
+                eta = budget_s - (time.time() - t_start)
+            else:
+                eta = (steps_per_epoch - step + (args.epochs - epoch - 1) * steps_per_epoch) * args.batch / rate
             print(progress_line(epoch, step, steps_per_epoch, running, rate, eta), end="", file=sys.stderr, flush=True)
+            if budget_s and time.time() - t_start >= budget_s:
+                break
         print(file=sys.stderr)
         model.eval()
         result = evaluate(FloatDetector(model.cpu()), dev, progress=False)
@@ -168,13 +186,14 @@ def main(argv: list[str] | None = None) -> int:
                 "best_ap": best_ap,
                 "history": history,
                 "torch_rng": torch.get_rng_state(),
+                "spent_s": time.time() - t_start,
             },
             args.out / "last.tmp",
         )
         shutil.move(args.out / "last.tmp", last_path)
         (args.out / "history.json").write_text(json.dumps(history, indent=1))
-        if args.max_minutes and (time.time() - t_start) / 60 > args.max_minutes:
-            print("time budget reached; resume with --resume", file=sys.stderr)
+        if budget_s and time.time() - t_start >= budget_s:
+            print("time budget spent", file=sys.stderr)
             break
     return 0
 
