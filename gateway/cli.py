@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib
 import json
 import logging
@@ -87,17 +88,15 @@ def _run_sim(args: argparse.Namespace) -> int:
     except SimUnavailableError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    with sim:
-        print(sim.url, flush=True)
+    # Ctrl-C may land anywhere from here on; the board is stopped whatever it interrupts.
+    with sim, contextlib.suppress(KeyboardInterrupt):
         print(f"{args.board} board running (pid {sim.pid}, log {sim.log_path}); Ctrl-C stops it", file=sys.stderr)
+        print(sim.url, flush=True)
         stop = threading.Event()
-        try:
-            while not stop.wait(0.5):
-                if not sim.alive():
-                    print(f"the simulated board exited:\n{sim.log_tail()}", file=sys.stderr)
-                    return 1
-        except KeyboardInterrupt:
-            pass
+        while not stop.wait(0.5):
+            if not sim.alive():
+                print(f"the simulated board exited:\n{sim.log_tail()}", file=sys.stderr)
+                return 1
     return 0
 
 
