@@ -39,6 +39,8 @@ static inline int32_t dsp_smlabb(uint32_t a, uint32_t b, int32_t acc) { return _
 static inline int32_t dsp_smlabt(uint32_t a, uint32_t b, int32_t acc) { return __smlabt(a, b, acc); }
 static inline int32_t dsp_smlatb(uint32_t a, uint32_t b, int32_t acc) { return __smlatb(a, b, acc); }
 static inline int32_t dsp_smlatt(uint32_t a, uint32_t b, int32_t acc) { return __smlatt(a, b, acc); }
+/* acc + ((a * (int16)b) >> 16), from the 48-bit product */
+static inline int32_t dsp_smlawb(uint32_t a, uint32_t b, int32_t acc) { return __smlawb((int32_t)a, (int32_t)b, acc); }
 /* (acc + hi32(a * b)): the high word is the floor of the product / 2^32. */
 static inline int32_t dsp_smmla(int32_t a, int32_t b, int32_t acc)
 {
@@ -104,6 +106,10 @@ static inline int32_t dsp_smlatt(uint32_t a, uint32_t b, int32_t acc)
 static inline int32_t dsp_smmla(int32_t a, int32_t b, int32_t acc)
 {
     return dsp_wrap((int64_t)acc + (((int64_t)a * b) >> 32));
+}
+static inline int32_t dsp_smlawb(uint32_t a, uint32_t b, int32_t acc)
+{
+    return dsp_wrap((int64_t)acc + (((int64_t)(int32_t)a * dsp_lo16(b)) >> 16));
 }
 static inline int32_t dsp_smmulr(int32_t a, int32_t b)
 {

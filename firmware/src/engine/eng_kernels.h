@@ -27,7 +27,7 @@ int64_t rq_ref(int64_t acc, int32_t m, int32_t s);
 static inline int32_t rq_hi(int32_t acc, int32_t m, int32_t s);
 
 /* rq then clamp to [lo, hi]; uses rq_hi when s >= 32, rq_ref otherwise. */
-int32_t rq_clamp(int32_t acc, int32_t m, int32_t s, int32_t lo, int32_t hi);
+static inline int32_t rq_clamp(int32_t acc, int32_t m, int32_t s, int32_t lo, int32_t hi);
 
 /* rq for operands known to satisfy |acc| <= bound, prepared once: (SMMLA(acc << pre, m, rnd) >> sh).
  * Shifting acc left by pre = 33 - s (when s < 33) turns the shift into s' = 33, and from 33 up
@@ -133,25 +133,32 @@ void fg_seq_ref(const fg_layer_t *L, const int32_t *x, int steps, bool reverse, 
 /* Optimised form, prepared once per model (fg_prepare) into RAM:
  *  - U (and W of a 16-input layer) widened to int16 pairs, the SMLAD operand;
  *  - per unit: the rq constants of U h and W x as rqp_t, exact for any operands because the
- *    bounds come from the operand types alone;
+ *    bounds come from the operand types alone (U h needs su >= 33, so that it takes no pre-shift:
+ *    |U h| may reach 2^26);
  *  - biases as bz and bc - bz, since both gates see the same pre-activation.
  * W x is computed once per input vector ("wxz" = rq(W x) + bz, int32), so a sequence run
  * forwards and backwards, or an input shared by two patches, pays for it once. */
 typedef struct {
-    uint32_t u[FG_HIDDEN][FG_HIDDEN / 2];  /* U[i][2j] | U[i][2j+1] << 16 */
-    uint32_t w[FG_HIDDEN][FG_MAX_IN / 2];  /* same for W; for 4 inputs, in SXTB16 order */
-    rqp_t uq[FG_HIDDEN], wq[FG_HIDDEN];
-    int32_t bz[FG_HIDDEN], dbc[FG_HIDDEN];
-    int32_t nzeta, zn; /* -zeta, zeta + nu */
+    int32_t m, rnd, sh, dbc; /* rq of U h (as rqp_t with pre = 0), and bc - bz */
+} fg_unit_t;
+
+/* Per-unit W block: the widened weight pairs (pre-shift folded in), then m, rnd, sh, bz. */
+#define FG_WBLK(nin) ((nin) / 2 + 4)
+
+typedef struct {
+    uint32_t u[FG_HIDDEN][FG_HIDDEN / 2]; /* U[i][2j] | U[i][2j+1] << 16 */
+    fg_unit_t unit[FG_HIDDEN];
+    const uint32_t *wblk; /* FG_HIDDEN blocks of FG_WBLK(nin) words, storage given to fg_prepare */
+    int32_t nzeta2, zn;   /* -2 zeta, zeta + nu */
     const int16_t *sig_mid, *tanh_mid;
     uint16_t nin;
 } fg_prep_t;
 
 /* false when a precondition of the optimised path does not hold for this layer's values. */
-bool fg_prepare(const fg_layer_t *L, fg_prep_t *P);
+bool fg_prepare(const fg_layer_t *L, fg_prep_t *P, uint32_t *wblk);
 /* wxz for `steps` steps of a 4-input layer: x int8, step t at x + t * stride. */
 void fg_wxz4_opt(const fg_prep_t *P, const int8_t *x, uint32_t stride, int steps, int32_t (*wxz)[FG_HIDDEN]);
-/* wxz for one step of a 16-input layer, x int16 (RNN1 summaries). */
+/* wxz for one step of a 16-input layer, x int16 (RNN1 summaries), 4-byte aligned. */
 void fg_wxz16_opt(const fg_prep_t *P, const int16_t x[FG_HIDDEN], int32_t wxz[FG_HIDDEN]);
 /* 8 steps from h = 0; wxz[t] are the steps in forward order. */
 void fg_run_opt(const fg_prep_t *P, const int32_t *const wxz[FG_STEPS], bool reverse, int16_t h[FG_HIDDEN]);
@@ -177,6 +184,12 @@ static inline int32_t rq_hi(int32_t acc, int32_t m, int32_t s)
     }
     int32_t r = s - 32;
     return dsp_smmla(acc, m, (int32_t)(1u << (r - 1))) >> r;
+}
+
+static inline int32_t rq_clamp(int32_t acc, int32_t m, int32_t s, int32_t lo, int32_t hi)
+{
+    int64_t v = s >= 32 ? rq_hi(acc, m, s) : rq_ref(acc, m, s);
+    return v < lo ? lo : v > hi ? hi : (int32_t)v;
 }
 
 static inline int32_t rqp(const rqp_t *q, int32_t acc)

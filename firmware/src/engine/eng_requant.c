@@ -7,12 +7,6 @@ int64_t rq_ref(int64_t acc, int32_t m, int32_t s)
     return (acc * m + ((int64_t)1 << (s - 1))) >> s;
 }
 
-int32_t rq_clamp(int32_t acc, int32_t m, int32_t s, int32_t lo, int32_t hi)
-{
-    int64_t v = s >= 32 ? rq_hi(acc, m, s) : rq_ref(acc, m, s);
-    return v < lo ? lo : v > hi ? hi : (int32_t)v;
-}
-
 bool rqp_prepare(int32_t m, int32_t s, int64_t bound, rqp_t *q)
 {
     int32_t pre = s < 33 ? 33 - s : 0;

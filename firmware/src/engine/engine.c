@@ -204,6 +204,7 @@ typedef struct {
     union {
         int16_t h[4][HID];
         int8_t px[POOL_C];
+        uint32_t align; /* the optimised RNN2 loads summaries with LDM */
     } a[NP];
     /* RNN1 column summaries of the 8 columns of the current patch, column c in slot c % 8: as
      * rq(W2 h) + bz (optimised path) or h (reference path). */
@@ -222,6 +223,7 @@ typedef struct {
     uint32_t topk_n, candidates;
     /* prepared optimised-kernel constants */
     fg_prep_t fg[2];
+    uint32_t fg_w1[HID * FG_WBLK(C1_C)], fg_w2[HID * FG_WBLK(HID)];
     rqp_t res_p[4], res_x[4], pool_q;
     /* state */
     uint16_t rows_in;
@@ -588,7 +590,7 @@ static void row_segment(uint16_t y, uint16_t j, int16_t h[HID])
 /* Column segment of column c over conv1 rows 4i..4i+7, into the column ring. */
 static void col_segment(uint16_t i, uint16_t c)
 {
-    int16_t h[HID];
+    _Alignas(4) int16_t h[HID];
     const int8_t *x0 = g.c1[(4 * i) % C1_RING] + c * C1_C, *x1 = g.c1[(4 * i + 4) % C1_RING] + c * C1_C;
     rnn1(x0, x1, C1_ROW, h);
     if (g.fg_opt[1]) {
@@ -643,7 +645,7 @@ static void rnnpool_burst(uint16_t k)
     }
     uint16_t pi = k - 1;
     for (uint16_t j = 0; j < NP; j++) {
-        int16_t b[4][HID];
+        _Alignas(4) int16_t b[4][HID];
         st_switch(ENGINE_ST_RNN1_ROWS);
         for (uint16_t t = 0; t < 4; t++) {
             row_segment(4 * k + t, j, b[t]);
@@ -734,9 +736,8 @@ void engine_reset(void)
     g.candidates = 0;
     g.rows_in = 0;
     g.opt = opt;
-    for (int i = 0; i < 2; i++) {
-        g.fg_opt[i] = opt && fg_prepare(&k_rnn[i], &g.fg[i]);
-    }
+    g.fg_opt[0] = opt && fg_prepare(&k_rnn[0], &g.fg[0], g.fg_w1);
+    g.fg_opt[1] = opt && fg_prepare(&k_rnn[1], &g.fg[1], g.fg_w2);
     for (int k = 0; k < 4; k++) {
         const block_layer_t *B = &k_blocks[k];
         /* residual operands are int8 */
