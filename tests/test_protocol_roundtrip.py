@@ -17,7 +17,7 @@ i16 = st.integers(-0x8000, 0x7FFF)
 
 
 def name(max_bytes: int) -> st.SearchStrategy[str]:
-    return st.text(st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=12).filter(
+    return st.text(st.characters(exclude_characters="\x00", exclude_categories=["Cs"]), max_size=12).filter(
         lambda s: len(s.encode()) <= max_bytes
     )
 

@@ -1,0 +1,891 @@
+"""One device, one session: handshake, streamed detection, recovery (protocol: docs/protocol.md).
+
+`DeviceSession` is blocking and thread-safe: a lock keeps one operation on the wire at a time. There
+is no reader thread; every operation pumps the link itself (read with a short timeout, feed the
+frame receiver, react to ACK / NAK / HELLO / messages, run the retransmission timer) until its own
+deadline. Every wait is bounded, and nothing that failed its CRC is ever used.
+
+Link layer, host side (mirrors section "Reliability" of the spec):
+- sequenced frames (type >= 0x10) carry seq 0, 1, 2... from the last handshake; the device ACKs them
+  cumulatively and returns a credit: the host may send up to seq ``ack_seq + credit``;
+- the device's receiver only takes frames in order (go-back-N): after a NAK(e) or a retransmission
+  of e, everything after e that was sent before it is sent again;
+- the retransmission timeout adapts to the measured ACK delay (which includes the device's compute
+  time per DATA frame) and doubles on every timeout; ``max_retries`` timeouts of one frame give a
+  LinkError.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from gateway import protocol as P
+from gateway.transport import Transport, TransportError
+
+log = logging.getLogger("gateway.device")
+
+ProgressFn = Callable[[str, dict[str, Any]], None]
+
+# Timing constants (seconds). The device-side ones are fixed by the spec; the host must stay inside them.
+DEVICE_STALL_TIMEOUT_S = 5.0  # device drops a request when no DATA arrives for this long
+DEVICE_BAUD_CONFIRM_S = 1.0  # device reverts a SET_BAUD unless a good frame arrives at the new rate
+HELLO_RETRY_S = 0.5  # HELLO_REQUEST repetition while handshaking
+IDLE_FLUSH_S = 0.05  # after this much silence the host sends a 0x00 first (cuts off line noise)
+NAK_HOLDOFF_S = 0.05  # at most one host NAK per this interval
+RTO_MAX_S = 2.0  # keeps retransmissions well inside the device's stall timeout
+RTO_MIN_S = 0.2
+HOST_CREDIT = 255  # the host never runs out of buffer
+POLL_S = 0.02  # longest single read; bounds the reaction time to cancel and timers
+CANCEL_WAIT_S = 2.0  # how long a cancelled request waits for the device to confirm
+
+
+# ------------------------------------------------------------------------------------------- errors
+
+
+class DeviceError(Exception):
+    """Base of everything a device session raises (besides ValueError for bad arguments)."""
+
+
+class DeviceTimeout(DeviceError):  # noqa: N818 - names are the public API
+    """The device missed the deadline or stopped answering."""
+
+
+class DeviceReset(DeviceError):  # noqa: N818 - names are the public API
+    """The device rebooted (an unsolicited HELLO) while a request was in progress."""
+
+
+class DeviceRejected(DeviceError):  # noqa: N818 - names are the public API
+    """The device answered with ERROR."""
+
+    def __init__(self, code: int, message: str, request_id: int = 0) -> None:
+        try:
+            name = P.ErrorCode(code).name
+        except ValueError:
+            name = f"code {code}"
+        super().__init__(f"{name}: {message}" if message else name)
+        self.code = code
+        self.message = message
+        self.request_id = request_id
+
+
+class LinkError(DeviceError):
+    """The link does not work: too many retransmissions, port failure, protocol violation."""
+
+
+class Cancelled(DeviceError):  # noqa: N818 - names are the public API
+    """The caller's cancel event was set."""
+
+
+# -------------------------------------------------------------------------------------------- data
+
+
+TICK_UNITS = {int(P.TickUnit.CYCLES): "cycles", int(P.TickUnit.INSTRUCTIONS): "instructions", int(P.TickUnit.NS): "ns"}
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    protocol_version: int
+    firmware_version: str
+    board: str
+    model_id: str
+    model_hash: int
+    input_width: int
+    input_height: int
+    pixel_format: int
+    clock_hz: int
+    tick_unit: str  # "cycles" | "instructions" | "ns"
+    ram_bytes: int
+    max_baud: int
+    rx_credit: int
+
+    @classmethod
+    def from_hello(cls, h: P.Hello) -> DeviceInfo:
+        return cls(
+            protocol_version=h.protocol_version,
+            firmware_version=h.firmware_version,
+            board=h.board,
+            model_id=h.model_id,
+            model_hash=h.model_hash,
+            input_width=h.input_width,
+            input_height=h.input_height,
+            pixel_format=h.pixel_format,
+            clock_hz=h.clock_hz,
+            tick_unit=TICK_UNITS.get(h.tick_unit, f"unit_{h.tick_unit}"),
+            ram_bytes=h.ram_bytes,
+            max_baud=h.max_baud,
+            rx_credit=h.rx_credit,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class LinkStats:
+    bytes_tx: int = 0
+    bytes_rx: int = 0
+    frames_tx: int = 0
+    frames_rx: int = 0
+    crc_errors: int = 0
+    naks: int = 0  # NAKs received from the device
+    retransmits: int = 0
+    resyncs: int = 0  # framing errors other than CRC (noise, lost bytes, overlong frames)
+    timeouts: int = 0  # retransmission timer expiries
+    device_resets: int = 0  # unexpected HELLOs (reboots we did not ask for)
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Box:
+    """A detection in device-frame pixels (float), score in [0, 1]."""
+
+    x: float
+    y: float
+    w: float
+    h: float
+    score: float
+
+    @classmethod
+    def from_raw(cls, b: P.RawBox) -> Box:
+        return cls(b.x / 16.0, b.y / 16.0, b.w / 16.0, b.h / 16.0, b.score / 65535.0)
+
+
+@dataclass(frozen=True)
+class DetectResult:
+    request_id: int
+    boxes: list[Box]
+    ticks_receive: int
+    ticks_compute: int
+    ticks_total: int
+    tick_unit: str
+    peak_ram_bytes: int
+    stack_high_water_bytes: int
+    stage_ticks: dict[str, int] | None = None
+    clock_hz: int = 0
+    host_seconds: float = 0.0  # wall time of the whole call, as the host saw it
+
+    def seconds(self, ticks: int) -> float | None:
+        """Ticks to seconds on the target (None when the clock is unknown)."""
+        return ticks / self.clock_hz if self.clock_hz else None
+
+
+# ---------------------------------------------------------------------------------------- link layer
+
+
+@dataclass
+class _Out:
+    seq: int
+    msg: P.AnyMessage
+    wire: bytes
+    pixels: int = 0  # image bytes it carries (progress)
+    first_sent: float = 0.0
+    last_sent: float = 0.0
+    sends: int = 0
+    stamp: int = 0  # order of its latest transmission among all transmissions
+
+
+class _Reset(Exception):  # noqa: N818 - internal signal, converted to DeviceReset
+    pass
+
+
+class _Link:
+    """Host side of the link layer. Not thread-safe: DeviceSession serialises access."""
+
+    def __init__(self, transport: Transport, stats: LinkStats, max_retries: int) -> None:
+        self.t = transport
+        self.stats = stats
+        self.max_retries = max_retries
+        self.rx = P.FrameReceiver()
+        self.inbox: collections.deque[P.Packet] = collections.deque()
+        self.pending_nonce: int | None = None
+        self.hello: P.Hello | None = None
+        self.reset_seen: P.Hello | None = None
+        self.heard_frame = False  # any good frame since the last clear (baud probing)
+        self.timer_enabled = True
+        self._last_nak = 0.0
+        self.restart(credit=1)
+
+    # ---------------------------------------------------------------------------------------- state
+
+    def restart(self, credit: int) -> None:
+        """Sequence numbers start again at 0 on both sides (after a handshake)."""
+        self.tx_next = 0
+        self.acked_upto = P.seq_add(0, -1)
+        self.credit = max(1, credit)
+        self.rx_expected = 0
+        self.unacked: collections.OrderedDict[int, _Out] = collections.OrderedDict()
+        self.queue: collections.deque[_Out] = collections.deque()
+        self.inbox.clear()
+        self._stamp = 0
+        frame_s = self.t.seconds_for(P.MAX_WIRE)
+        self.rto_min = RTO_MIN_S + 2 * frame_s
+        self.srtt: float | None = None
+        self.rttvar = 0.0
+        self.rto = max(0.5, 3 * frame_s)
+        self.backoff = 1.0
+        self.acked_pixels = 0
+
+    @property
+    def idle(self) -> bool:
+        return not self.unacked and not self.queue
+
+    def current_rto(self) -> float:
+        return min(RTO_MAX_S, self.rto * self.backoff)
+
+    # ---------------------------------------------------------------------------------------- sending
+
+    def _write(self, data: bytes) -> None:
+        if time.monotonic() - self.t.last_tx > IDLE_FLUSH_S:
+            data = b"\x00" + data
+        try:
+            self.t.write(data)
+        except TransportError as e:
+            raise LinkError(str(e)) from e
+        self.stats.bytes_tx += len(data)
+
+    def send_control(self, msg: P.AnyMessage) -> None:
+        self._write(P.encode(msg))
+        self.stats.frames_tx += 1
+
+    def enqueue(self, msg: P.AnyMessage, pixels: int = 0) -> _Out:
+        out = _Out(seq=self.tx_next, msg=msg, wire=P.encode(msg, seq=self.tx_next), pixels=pixels)
+        self.tx_next = P.seq_add(self.tx_next, 1)
+        self.queue.append(out)
+        return out
+
+    def _transmit(self, out: _Out) -> None:
+        now = time.monotonic()
+        if out.sends:
+            self.stats.retransmits += 1
+            wire = P.encode(out.msg, seq=out.seq, flags=P.Flag.RETRANSMIT)
+        else:
+            out.first_sent = now
+            wire = out.wire
+        self._write(wire)
+        self.stats.frames_tx += 1
+        out.sends += 1
+        out.last_sent = now
+        self._stamp += 1
+        out.stamp = self._stamp
+
+    def fill_window(self) -> None:
+        while self.queue and P.seq_diff(self.queue[0].seq, self.acked_upto) <= self.credit:
+            out = self.queue.popleft()
+            self.unacked[out.seq] = out
+            self._transmit(out)
+
+    def drop_queue(self) -> None:
+        """Forget frames not sent yet; their sequence numbers are reused (the device never saw them)."""
+        if self.queue:
+            self.tx_next = self.queue[0].seq
+            self.queue.clear()
+
+    def resend(self, out: _Out) -> None:
+        self._transmit(out)
+
+    def _go_back(self, from_seq: int, sent_before: int | None = None) -> None:
+        """Resend unacked frames from `from_seq` on (only those last sent before stamp `sent_before`)."""
+        for seq, out in list(self.unacked.items()):
+            if P.seq_diff(seq, from_seq) < 0:
+                continue
+            if sent_before is not None and out.stamp >= sent_before:
+                continue
+            self._transmit(out)
+
+    def service_timer(self) -> None:
+        if not self.unacked or not self.timer_enabled:
+            return
+        oldest = next(iter(self.unacked.values()))
+        if time.monotonic() - oldest.last_sent < self.current_rto():
+            return
+        self.stats.timeouts += 1
+        if oldest.sends > self.max_retries:
+            raise LinkError(f"no ACK for {oldest.msg.TYPE.name} seq {oldest.seq} after {oldest.sends} transmissions")
+        self.backoff = min(self.backoff * 2.0, 64.0)
+        log.debug("retransmit %s seq %d (try %d)", oldest.msg.TYPE.name, oldest.seq, oldest.sends + 1)
+        self._transmit(oldest)
+
+    # -------------------------------------------------------------------------------------- receiving
+
+    def poll(self, timeout_s: float) -> None:
+        """Read once (up to timeout_s), process what arrived, run the timers, send what the window allows."""
+        try:
+            data = self.t.read(4096, timeout_s=max(0.0, min(timeout_s, POLL_S)))
+        except TransportError as e:
+            raise LinkError(str(e)) from e
+        if data:
+            self.stats.bytes_rx += len(data)
+            for ev in self.rx.feed(data):
+                self._on_event(ev)
+        self.service_timer()
+        self.fill_window()
+
+    def _nak(self, reason: int) -> None:
+        now = time.monotonic()
+        if now - self._last_nak < NAK_HOLDOFF_S:
+            return
+        self._last_nak = now
+        self.send_control(P.Nak(self.rx_expected, reason, HOST_CREDIT))
+
+    def _on_event(self, ev: P.Frame | P.FrameError) -> None:
+        if isinstance(ev, P.FrameError):
+            if ev.kind == "crc":
+                self.stats.crc_errors += 1
+                self._nak(P.NakReason.CRC)
+            else:
+                self.stats.resyncs += 1
+                self._nak(P.NakReason.OVERFLOW if ev.kind == "overflow" else P.NakReason.FRAMING)
+            return
+        self.stats.frames_rx += 1
+        self.heard_frame = True
+        if ev.type >= 0x20:
+            self._on_sequenced(ev)
+            return
+        if P.is_sequenced(ev.type):
+            return  # host -> device types: our own frames echoed (loop://)
+        try:
+            msg = P.decode_frame(ev).msg
+        except P.ProtocolError as e:
+            log.warning("ignoring undecodable control frame from the device: %s", e)
+            return
+        if isinstance(msg, P.Ack):
+            self._on_ack(msg.ack_seq, msg.credit)
+        elif isinstance(msg, P.Nak):
+            self._on_nak(msg)
+        elif isinstance(msg, P.Hello):
+            self._on_hello(msg)
+
+    def _on_ack(self, ack_seq: int, credit: int) -> None:
+        d = P.seq_diff(ack_seq, self.acked_upto)
+        highest_sent = next(reversed(self.unacked)) if self.unacked else self.acked_upto
+        if d < 0 or d > P.seq_diff(highest_sent, self.acked_upto):
+            return  # stale, or for a frame never sent (an old session)
+        self.credit = max(1, credit)
+        if d == 0:
+            return
+        now = time.monotonic()
+        acked: _Out | None = None
+        while self.unacked:
+            seq, out = next(iter(self.unacked.items()))
+            if P.seq_diff(seq, ack_seq) > 0:
+                break
+            del self.unacked[seq]
+            self.acked_pixels += out.pixels
+            acked = out
+        self.acked_upto = ack_seq
+        if acked is None:
+            return
+        if acked.sends == 1:  # Karn: only unambiguous samples
+            self._rtt_sample(now - acked.first_sent)
+        self.backoff = 1.0
+        # In-order receiver: frames sent before this one's latest copy, but after it in sequence,
+        # reached the device before it and were dropped. Send them again now rather than after an RTO.
+        if acked.sends > 1:
+            self._go_back(P.seq_add(ack_seq, 1), sent_before=acked.stamp)
+
+    def _rtt_sample(self, rtt: float) -> None:
+        if self.srtt is None:
+            self.srtt, self.rttvar = rtt, rtt / 2
+        else:
+            self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - rtt)
+            self.srtt = 0.875 * self.srtt + 0.125 * rtt
+        self.rto = max(self.rto_min, self.srtt + 4 * self.rttvar)
+
+    def _on_nak(self, nak: P.Nak) -> None:
+        self.stats.naks += 1
+        # Everything before `expected` has arrived.
+        self._on_ack(P.seq_add(nak.expected_seq, -1), nak.credit)
+        out = self.unacked.get(nak.expected_seq)
+        if out is None:
+            return
+        # After a go-back, the frames that were already in flight behind the lost one arrive out of
+        # order and draw one GAP NAK: ignore a GAP NAK sooner than the resent copy could have been
+        # answered. CRC / framing NAKs always mean a damaged frame, so they always trigger a resend.
+        if nak.reason == P.NakReason.GAP and out.sends > 1:
+            holdoff = self.t.seconds_for(len(out.wire)) + 0.03
+            if self.srtt is not None:
+                holdoff = min(holdoff, 1.5 * self.srtt)
+            if time.monotonic() - out.last_sent < holdoff:
+                return
+        self._go_back(nak.expected_seq)
+
+    def _on_hello(self, h: P.Hello) -> None:
+        if h.reason == P.HelloReason.REPLY:
+            if self.pending_nonce is not None and h.nonce == self.pending_nonce:
+                self.hello = h
+            return  # a late reply to an earlier request: harmless
+        if self.pending_nonce is not None:
+            return  # handshaking anyway; our HELLO_REQUEST will sync it
+        self.stats.device_resets += 1
+        self.reset_seen = h
+        raise _Reset()
+
+    def _on_sequenced(self, frame: P.Frame) -> None:
+        d = P.seq_diff(frame.seq, self.rx_expected)
+        if d > 0:
+            self._nak(P.NakReason.GAP)
+            return
+        # New or duplicate (our ACK was lost): ACK either way, process only the new one.
+        self.send_control(P.Ack(frame.seq, HOST_CREDIT))
+        if d < 0:
+            return
+        self.rx_expected = P.seq_add(self.rx_expected, 1)
+        try:
+            pkt = P.decode_frame(frame)
+        except P.ProtocolError as e:
+            if e.kind == "bad_payload":
+                raise LinkError(f"device sent a malformed {frame.type:#04x} frame: {e}") from e
+            log.warning("ignoring a device message of unknown type %#04x", frame.type)
+            return
+        self.inbox.append(pkt)
+
+
+# ------------------------------------------------------------------------------------------ session
+
+
+class DeviceSession:
+    """A blocking, thread-safe session with one device.
+
+    ``timeout_s`` bounds every wait for an answer that should come promptly (handshake, PONG, the
+    end of a cancelled request); ``max_retries`` bounds retransmissions of one frame; a detection
+    is bounded by its ``deadline_s`` (a duration, seconds from the call). When ``deadline_s`` is None
+    it is ``compute_timeout_s`` plus three times the image's wire time plus ``timeout_s``.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        baudrate: int = 115200,
+        target_baud: int | None = None,
+        timeout_s: float = 5.0,
+        max_retries: int = 8,
+        compute_timeout_s: float = 60.0,
+    ) -> None:
+        self.url = url
+        self.initial_baud = baudrate
+        self.target_baud = target_baud
+        self.timeout_s = timeout_s
+        self.max_retries = max_retries
+        self.compute_timeout_s = compute_timeout_s
+        self.info: DeviceInfo | None = None
+        self.stats = LinkStats()
+        self._lock = threading.RLock()
+        self._transport: Transport | None = None
+        self._link: _Link | None = None
+        self._rng = random.Random()
+        self._request_id = self._rng.randrange(1, 1 << 31)
+
+    # ------------------------------------------------------------------------------------ lifecycle
+
+    @property
+    def baudrate(self) -> int | None:
+        return self._transport.baudrate if self._transport is not None else None
+
+    @property
+    def is_open(self) -> bool:
+        return self._link is not None and self.info is not None
+
+    def open(self) -> DeviceInfo:
+        """Open the port, handshake (HELLO_REQUEST -> HELLO), then negotiate ``target_baud`` if set."""
+        with self._lock:
+            if self._transport is None:
+                t = Transport(self.url, baudrate=self.initial_baud, read_timeout_s=POLL_S)
+                try:
+                    t.open()
+                except TransportError as e:
+                    raise LinkError(str(e)) from e
+                self._transport = t
+                self._link = _Link(t, self.stats, self.max_retries)
+            return self._sync(time.monotonic() + self.timeout_s)
+
+    def close(self) -> None:
+        with self._lock:
+            t, self._transport, self._link = self._transport, None, None
+            self.info = None
+            if t is not None:
+                t.close()
+
+    def __enter__(self) -> DeviceSession:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _require(self) -> _Link:
+        if self._link is None or self.info is None:
+            raise DeviceError("session is not open")
+        return self._link
+
+    # ------------------------------------------------------------------------------------ handshake
+
+    def _sync(self, deadline: float) -> DeviceInfo:
+        info = self._handshake(deadline)
+        if self.target_baud and self.target_baud != self._transport_baud():
+            self._negotiate_baud(self.target_baud, max(deadline, time.monotonic() + 3 * DEVICE_BAUD_CONFIRM_S))
+        return info
+
+    def _transport_baud(self) -> int:
+        assert self._transport is not None
+        return self._transport.baudrate
+
+    def _handshake(self, deadline: float) -> DeviceInfo:
+        link = self._link
+        assert link is not None and self._transport is not None
+        # Rates the device may be at: where we are, its power-on rate, and the rate we negotiate.
+        candidates = list(
+            dict.fromkeys(b for b in (self._transport.baudrate, self.initial_baud, self.target_baud) if b)
+        )
+        nonce = self._rng.randrange(1, 1 << 32)
+        link.pending_nonce, link.hello, link.reset_seen = nonce, None, None
+        link.restart(credit=1)
+        link.rx.reset()
+        attempt = 0
+        try:
+            while True:
+                now = time.monotonic()
+                if now >= deadline:
+                    raise DeviceTimeout(f"no HELLO from {self.url} (tried {', '.join(map(str, candidates))} baud)")
+                # Two tries per rate before moving to the next: one may be lost to a booting UART.
+                baud = candidates[(attempt // 2) % len(candidates)]
+                if baud != self._transport.baudrate:
+                    self._transport.set_baudrate(baud)
+                    link.rx.reset()
+                attempt += 1
+                link.send_control(P.HelloRequest(nonce))
+                until = min(deadline, now + HELLO_RETRY_S)
+                while link.hello is None and time.monotonic() < until:
+                    link.poll(until - time.monotonic())
+                if link.hello is not None:
+                    break
+        finally:
+            link.pending_nonce = None
+        hello = link.hello
+        if hello.protocol_version != P.PROTOCOL_VERSION:
+            raise LinkError(f"device speaks protocol {hello.protocol_version}, gateway {P.PROTOCOL_VERSION}")
+        link.restart(credit=hello.rx_credit)
+        self.info = DeviceInfo.from_hello(hello)
+        log.info(
+            "%s: %s %s, model %s (%08x), %dx%d, credit %d, %d baud",
+            self.url, self.info.board, self.info.firmware_version, self.info.model_id, self.info.model_hash,
+            self.info.input_width, self.info.input_height, self.info.rx_credit, self._transport.baudrate,
+        )  # fmt: skip
+        return self.info
+
+    def _negotiate_baud(self, target: int, deadline: float) -> None:
+        link = self._link
+        t = self._transport
+        assert link is not None and t is not None and self.info is not None
+        old = t.baudrate
+        if self.info.max_baud and target > self.info.max_baud:
+            log.warning("%s: %d baud requested, device allows %d; staying at %d", self.url, target,
+                        self.info.max_baud, old)  # fmt: skip
+            return
+        self._send_reliably([P.SetBaud(target)], deadline)
+        acked_at = time.monotonic()
+        # The device ACKed at the old rate and switches right after; give its ACK time to drain.
+        t.flush()
+        time.sleep(0.01)
+        t.set_baudrate(target)
+        link.rx.reset()
+        link.heard_frame = False
+        token = self._rng.randrange(1 << 32)
+        out = link.enqueue(P.Ping(token))
+        # Probe by hand (the normal timer would back off and count retries), well inside the device's 1 s.
+        link.timer_enabled = False
+        try:
+            link.fill_window()
+            confirm_by = acked_at + 0.8 * DEVICE_BAUD_CONFIRM_S
+            next_probe = time.monotonic() + 0.15
+            while not link.heard_frame and time.monotonic() < confirm_by:
+                if time.monotonic() >= next_probe and out.seq in link.unacked:
+                    link.resend(out)
+                    next_probe = time.monotonic() + 0.15
+                self._poll(link, min(confirm_by, next_probe) - time.monotonic())
+            if not link.heard_frame:
+                # The device reverts at 1 s; go back after it has, and resend from scratch.
+                log.warning("%s: no answer at %d baud; falling back to %d", self.url, target, old)
+                time.sleep(max(0.0, acked_at + 1.2 * DEVICE_BAUD_CONFIRM_S - time.monotonic()))
+                t.set_baudrate(old)
+                link.rx.reset()
+                for o in link.unacked.values():
+                    o.sends, o.last_sent = 1, 0.0
+        finally:
+            link.timer_enabled = True
+        self._wait_message(lambda p: isinstance(p.msg, P.Pong) and p.msg.token == token, deadline, "PONG")
+        if t.baudrate == target:
+            log.info("%s: now at %d baud", self.url, target)
+
+    # ----------------------------------------------------------------------------------- primitives
+
+    def _poll(self, link: _Link, timeout_s: float) -> None:
+        try:
+            link.poll(timeout_s)
+        except _Reset:
+            why = link.reset_seen.reason if link.reset_seen is not None else -1
+            raise DeviceReset(f"{self.url} rebooted (unsolicited HELLO, reason {why})") from None
+
+    def _send_reliably(
+        self,
+        msgs: Iterable[P.AnyMessage],
+        deadline: float,
+        *,
+        cancel: threading.Event | None = None,
+        on_ack: Callable[[int], None] | None = None,
+        request_id: int | None = None,
+        pixels: Callable[[P.AnyMessage], int] | None = None,
+    ) -> None:
+        """Send messages in order, keeping the window full, until all are ACKed."""
+        link = self._require_link()
+        it: Iterator[P.AnyMessage] = iter(msgs)
+        exhausted = False
+        last_acked = link.acked_pixels
+        while True:
+            # Keep a few frames queued beyond the window so fill_window never starves.
+            while not exhausted and len(link.queue) < link.credit + 1:
+                try:
+                    m = next(it)
+                except StopIteration:
+                    exhausted = True
+                    break
+                link.enqueue(m, pixels(m) if pixels else 0)
+            link.fill_window()
+            if exhausted and link.idle:
+                return
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("cancelled while transmitting")
+            now = time.monotonic()
+            if now >= deadline:
+                raise DeviceTimeout("deadline passed while transmitting")
+            self._poll(link, deadline - now)
+            if request_id is not None:
+                self._check_errors(link, request_id)
+            if on_ack is not None and link.acked_pixels != last_acked:
+                last_acked = link.acked_pixels
+                on_ack(last_acked)
+
+    def _require_link(self) -> _Link:
+        if self._link is None:
+            raise DeviceError("session is not open")
+        return self._link
+
+    def _check_errors(self, link: _Link, request_id: int) -> None:
+        for pkt in list(link.inbox):
+            if isinstance(pkt.msg, P.Error) and pkt.msg.request_id == request_id:
+                link.inbox.remove(pkt)
+                raise DeviceRejected(pkt.msg.code, pkt.msg.text, request_id)
+
+    def _wait_message(self, match: Callable[[P.Packet], bool], deadline: float, what: str) -> P.Packet:
+        link = self._require_link()
+        while True:
+            while link.inbox:
+                pkt = link.inbox.popleft()
+                if match(pkt):
+                    return pkt
+                self._discard(pkt)
+            now = time.monotonic()
+            if now >= deadline:
+                raise DeviceTimeout(f"no {what} from {self.url}")
+            self._poll(link, deadline - now)
+
+    def _discard(self, pkt: P.Packet) -> None:
+        if isinstance(pkt.msg, P.Error):
+            log.warning("%s: device error (not for the current operation): %s", self.url, pkt.msg)
+        else:
+            log.debug("%s: dropping %s seq %d (stale)", self.url, pkt.msg.TYPE.name, pkt.seq)
+
+    # ------------------------------------------------------------------------------------- requests
+
+    def ping(self) -> float:
+        """Round-trip time of PING -> PONG, in seconds."""
+        with self._lock:
+            self._require()
+            token = self._rng.randrange(1 << 32)
+            start = time.monotonic()
+            deadline = start + self.timeout_s
+            self._send_reliably([P.Ping(token)], deadline)
+            self._wait_message(lambda p: isinstance(p.msg, P.Pong) and p.msg.token == token, deadline, "PONG")
+            return time.monotonic() - start
+
+    def reset(self) -> DeviceInfo:
+        """Reboot the device (RESET) and handshake again; it comes back at its power-on baud rate."""
+        with self._lock:
+            link = self._require()
+            assert self._transport is not None
+            deadline = time.monotonic() + self.timeout_s
+            resets = self.stats.device_resets
+            with contextlib.suppress(DeviceReset):  # it rebooted before its ACK reached us
+                self._send_reliably([P.Reset()], deadline)
+            self.stats.device_resets = resets  # asked for: not a fault
+            link.restart(credit=1)
+            self._transport.set_baudrate(self.initial_baud)
+            link.rx.reset()
+            return self._sync(time.monotonic() + self.timeout_s)
+
+    def detect(
+        self,
+        frame: np.ndarray,
+        *,
+        deadline_s: float | None = None,
+        progress: ProgressFn | None = None,
+        cancel: threading.Event | None = None,
+        stats: bool = False,
+    ) -> DetectResult:
+        """Run the detector on one (H, W) uint8 frame. ``stats`` also asks for per-stage ticks."""
+        with self._lock:
+            self._require()
+            assert self.info is not None
+            img = np.ascontiguousarray(frame)
+            if img.dtype != np.uint8 or img.shape != (self.info.input_height, self.info.input_width):
+                raise ValueError(
+                    f"frame must be uint8 {self.info.input_height}x{self.info.input_width}, got {img.dtype} {img.shape}"
+                )
+            start = time.monotonic()
+            if deadline_s is None:
+                wire_s = self._transport.seconds_for(img.size * 102 // 100) if self._transport else 0.0
+                deadline_s = self.compute_timeout_s + 3 * wire_s + self.timeout_s
+            deadline = start + deadline_s
+            for attempt in (1, 2):
+                try:
+                    result = self._detect_once(img, deadline, progress, cancel, stats)
+                    return replace(result, host_seconds=time.monotonic() - start)
+                except DeviceReset:
+                    if attempt == 2 or time.monotonic() >= deadline:
+                        raise
+                    log.warning("%s: device reset during a request; handshaking and retrying once", self.url)
+                    self._sync(min(deadline, time.monotonic() + self.timeout_s))
+            raise AssertionError("unreachable")
+
+    def _next_request_id(self) -> int:
+        self._request_id = self._request_id % 0xFFFFFFFF + 1
+        return self._request_id
+
+    def _detect_once(
+        self,
+        img: np.ndarray,
+        deadline: float,
+        progress: ProgressFn | None,
+        cancel: threading.Event | None,
+        want_stats: bool,
+    ) -> DetectResult:
+        link = self._require()
+        assert self.info is not None
+        h, w = img.shape
+        rid = self._next_request_id()
+        total = h * w
+        opts = int(P.DetectOption.STATS) if want_stats else 0
+
+        def messages() -> Iterator[P.AnyMessage]:
+            yield P.Detect(rid, w, h, P.PixelFormat.MONO8, opts)
+            for row, n in P.iter_rows_frames(h, w):
+                yield P.Data(row, img[row : row + n].tobytes())
+
+        base = link.acked_pixels
+
+        def on_ack(acked: int) -> None:
+            if progress is not None:
+                progress("transmitting", {"bytes_sent": min(total, acked - base), "bytes_total": total})
+
+        if progress is not None:
+            progress("transmitting", {"bytes_sent": 0, "bytes_total": total})
+        try:
+            self._send_reliably(
+                messages(), deadline, cancel=cancel, on_ack=on_ack, request_id=rid,
+                pixels=lambda m: len(m.pixels) if isinstance(m, P.Data) else 0,
+            )  # fmt: skip
+            if progress is not None:
+                progress("computing", {})
+            stage_ticks: dict[str, int] | None = None
+            while True:
+                pkt = self._wait_request(link, rid, deadline, cancel)
+                if isinstance(pkt.msg, P.Stats):
+                    stage_ticks = {P.stage_name(s): t for s, t in pkt.msg.stages}
+                    continue
+                assert isinstance(pkt.msg, P.Result)
+                r = pkt.msg
+                return DetectResult(
+                    request_id=rid,
+                    boxes=[Box.from_raw(b) for b in r.boxes],
+                    ticks_receive=r.ticks_receive,
+                    ticks_compute=r.ticks_compute,
+                    ticks_total=r.ticks_total,
+                    tick_unit=self.info.tick_unit,
+                    peak_ram_bytes=r.peak_ram_bytes,
+                    stack_high_water_bytes=r.stack_high_water_bytes,
+                    stage_ticks=stage_ticks if want_stats else None,
+                    clock_hz=self.info.clock_hz,
+                )
+        except Cancelled:
+            self._abort(rid)
+            raise
+        except DeviceTimeout:
+            self._abort(rid, wait=False)
+            raise
+        except DeviceRejected:
+            self._drop_queued()
+            raise
+
+    def _wait_request(self, link: _Link, rid: int, deadline: float, cancel: threading.Event | None) -> P.Packet:
+        """The next STATS / RESULT / ERROR of request `rid`; stale ones of other requests are dropped."""
+        while True:
+            while link.inbox:
+                pkt = link.inbox.popleft()
+                m = pkt.msg
+                if isinstance(m, P.Result | P.Stats) and m.request_id == rid:
+                    return pkt
+                if isinstance(m, P.Error) and m.request_id == rid:
+                    raise DeviceRejected(m.code, m.text, rid)
+                self._discard(pkt)
+            if cancel is not None and cancel.is_set():
+                raise Cancelled("cancelled while the device computed")
+            now = time.monotonic()
+            if now >= deadline:
+                raise DeviceTimeout(f"no RESULT from {self.url} before the deadline")
+            self._poll(link, deadline - now)
+
+    def _drop_queued(self) -> None:
+        """Forget frames not yet sent (the request is over). Sent ones stay: the sequence must not skip."""
+        if self._link is not None:
+            self._link.drop_queue()
+
+    def _abort(self, rid: int, *, wait: bool = True) -> None:
+        """Tell the device to drop request `rid`; with wait, until it confirms (best effort, bounded)."""
+        link = self._link
+        if link is None:
+            return
+        self._drop_queued()
+        try:
+            link.enqueue(P.Cancel(rid))
+            link.fill_window()
+            if not wait:
+                return
+            until = time.monotonic() + min(CANCEL_WAIT_S, self.timeout_s)
+            idle_since: float | None = None
+            # Every DETECT the device accepted ends in one RESULT or ERROR; the CANCEL's ACK means the
+            # device has seen it, and that answer (ERROR CANCELLED, or a RESULT that crossed) follows.
+            while (now := time.monotonic()) < until:
+                while link.inbox:
+                    pkt = link.inbox.popleft()
+                    if isinstance(pkt.msg, P.Result | P.Error) and pkt.msg.request_id == rid:
+                        return
+                    self._discard(pkt)
+                if link.idle:
+                    idle_since = idle_since or now
+                    if now - idle_since > 0.2 + (link.srtt or 0.0):
+                        return  # the request had already ended
+                self._poll(link, until - now)
+        except DeviceError as e:
+            log.debug("%s: cancelling request %d: %s", self.url, rid, e)
