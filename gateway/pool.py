@@ -267,6 +267,7 @@ class _Worker:
 
     def _connect(self) -> None:
         pool = self.pool
+        pool.expire_stranded()
         wait = self.next_attempt - time.monotonic()
         if wait > 0:
             pool.stopping.wait(min(wait, 0.5))
@@ -294,6 +295,7 @@ class _Worker:
                 self.reconnects += 1
             self.ever_connected = True
             self.state = DeviceState.READY
+            pool.all_down_since = None
             pool.cond.notify_all()
         log.info("device %s ready: %s", self.display_url, self.identity)
 
@@ -433,6 +435,7 @@ class DevicePool:
         self.start_errors: list[str] = []
         self._service_ewma: float | None = None
         self._started = False
+        self.all_down_since: float | None = time.monotonic()
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -600,16 +603,17 @@ class DevicePool:
                         return request
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    return None
+                    break
                 self.cond.wait(left)
+        self.expire_stranded()
         return None
 
     def retry_or_fail(self, request: _Request, exc: BaseException) -> None:
-        """A device failed mid-request: give the request one more try elsewhere if time allows."""
+        """A device failed mid-request: give the request one more try (elsewhere, or here once back)."""
         if request.cancel.is_set():
             request.fail(ClientGoneError("the request was cancelled"))
             return
-        if request.attempts < 2 and request.deadline - time.monotonic() > 1.0 and self.ready():
+        if request.attempts < 2 and request.deadline - time.monotonic() > 1.0:
             with self.cond:
                 self.queue.appendleft(request)
                 self.cond.notify_all()
@@ -617,14 +621,33 @@ class DevicePool:
         request.fail(DeviceFailedError(f"the device failed during the request: {type(exc).__name__}: {exc}"))
 
     def on_device_down(self) -> None:
-        """When the last device goes down, waiting requests cannot be served: answer them now."""
         with self.cond:
-            if self.ready() or not self.queue:
-                return
-            stranded = list(self.queue)
-            self.queue.clear()
-        for request in stranded:
-            request.fail(NoDeviceReadyError("all devices went offline", retry_after_s=self._retry_after(0)))
+            if not self.ready() and self.all_down_since is None:
+                self.all_down_since = time.monotonic()
+
+    def expire_stranded(self) -> None:
+        """Answer queued requests nobody will serve: past their deadline, or every device down too long.
+
+        A quarantined device usually reconnects within a second, so waiting requests get a grace
+        period (`no_device_grace_s`) before they are told no device is ready.
+        """
+        now = time.monotonic()
+        expired: list[tuple[_Request, GatewayError]] = []
+        with self.cond:
+            down_for = now - self.all_down_since if self.all_down_since is not None and not self.ready() else 0.0
+            for request in list(self.queue):
+                if request.deadline <= now:
+                    error: GatewayError = DeadlineExceededError("the deadline passed while waiting for a device")
+                elif down_for > self.settings.no_device_grace_s:
+                    error = NoDeviceReadyError(
+                        f"every device has been down for {down_for:.1f} s", retry_after_s=self._retry_after(0)
+                    )
+                else:
+                    continue
+                self.queue.remove(request)
+                expired.append((request, error))
+        for request, error in expired:
+            request.fail(error)
 
     def record_service_time(self, seconds: float) -> None:
         previous = self._service_ewma

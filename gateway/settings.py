@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     heartbeat_s: float = Field(default=2.0, gt=0)
     reconnect_min_s: float = Field(default=0.25, gt=0)
     reconnect_max_s: float = Field(default=10.0, gt=0)
+    # How long queued requests wait for a device to come back when all are down, before 503.
+    no_device_grace_s: float = Field(default=3.0, ge=0)
 
     max_jobs: int = Field(default=256, ge=1)
     job_ttl_s: float = Field(default=600.0, gt=0)

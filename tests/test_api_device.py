@@ -102,7 +102,9 @@ async def test_error_statuses(sim_device: SimDevice) -> None:
         # 504: a deadline no device can meet.
         late = await post_image(client, jpeg(), timeout_s=0.001)
         assert late.status_code == 504 and late.json()["error"]["code"] == "device_deadline_exceeded"
-        # 429: one device, no queue; the second of two simultaneous requests is refused.
+        # 429: one device, no queue; the second of two simultaneous requests is refused. (Wait until
+        # the device is idle again: after the 504 it first checks that the board is still in step.)
+        await wait_device_state(client, "ready", 10)
         first, second = await asyncio.gather(post_image(client, jpeg()), post_image(client, jpeg()))
         statuses = sorted([first.status_code, second.status_code])
         assert statuses in ([200, 429], [200, 200]), statuses
@@ -117,6 +119,13 @@ async def test_error_statuses(sim_device: SimDevice) -> None:
         await wait_status(client, "/readyz", 503, 10)
         gone = await post_image(client, jpeg())
         assert gone.status_code == 503 and gone.json()["error"]["code"] == "no_device_ready"
+
+
+async def wait_device_state(client: httpx.AsyncClient, state: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while (await client.get("/v1/devices")).json()["devices"][0]["state"] != state:
+        assert time.monotonic() < deadline, f"device not {state} within {timeout_s} s"
+        await asyncio.sleep(0.05)
 
 
 def parse_sse(text: str) -> list[tuple[str, dict[str, object]]]:
