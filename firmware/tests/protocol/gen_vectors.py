@@ -96,7 +96,11 @@ def build() -> list[dict[str, Any]]:
     pk = P.Packet
     # --- one of each message type
     ok("ack", pk(P.Ack(ack_seq=5, credit=3)))
-    ok("ack_wrapped_seq", pk(P.Ack(ack_seq=0xFFFF, credit=0)), "credit 0: device cannot take more frames now")
+    ok(
+        "ack_wrapped_seq",
+        pk(P.Ack(ack_seq=0xFFFF, credit=0)),
+        "sequence number 65535 (the next is 0); credit 0 is read as 1",
+    )
     ok("nak_crc", pk(P.Nak(expected_seq=7, reason=P.NakReason.CRC, credit=3)))
     ok("nak_gap", pk(P.Nak(expected_seq=0x1234, reason=P.NakReason.GAP, credit=2)))
     ok("hello_request", pk(P.HelloRequest(nonce=0xDEADBEEF)))
