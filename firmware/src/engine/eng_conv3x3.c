@@ -1,5 +1,6 @@
 /* 3x3 convolutions: conv1 (stride 2, one input channel, raw pixels in) and the detection heads
  * (stride 1, run as a scatter of input pixels into output accumulators). */
+#include "eng_dot.h"
 #include "eng_kernels.h"
 
 #include <string.h>
@@ -119,28 +120,20 @@ void conv3x3_scatter2_ref(const conv_layer_t *L, const int8_t *p0, const int8_t 
     }
 }
 
-/* Two pixels by two output channels per inner loop: a weight word is loaded and widened once
- * (SXTB16 gives channels 0,2 and 1,3) and used for both pixels, whose channels were widened the
- * same way up front, so each SMLAD does two useful MACs. A tap whose output is outside the map
- * for one pixel only accumulates into a scratch buffer: that happens at the borders alone. */
+/* The two pixels are widened once; then per tap, per pair of output channels, dot_2x2 (about one
+ * instruction per MAC). A tap whose output is outside the map for one pixel only accumulates into
+ * a scratch buffer: that happens at the borders alone. */
 void conv3x3_scatter2_opt(const conv_layer_t *L, const int8_t *p0, const int8_t *p1,
                           int32_t *const acc0[9], int32_t *const acc1[9])
 {
     enum { MAX_CIN = 64, MAX_COUT = 8 };
     uint16_t cin = L->cin, cout = L->cout;
-    if (cin > MAX_CIN || (cin & 3u) != 0 || cout > MAX_COUT || (cout & 1u) != 0) {
+    if (cin > MAX_CIN || (cin & 7u) != 0 || cout > MAX_COUT || (cout & 1u) != 0) {
         conv3x3_scatter2_ref(L, p0, p1, acc0, acc1);
         return;
     }
-    uint32_t x0[MAX_CIN / 2], x1[MAX_CIN / 2];
-    uint16_t nw = cin / 4;
-    for (uint16_t k = 0; k < nw; k++) {
-        uint32_t a = dsp_load32(p0 + 4 * k), b = dsp_load32(p1 + 4 * k);
-        x0[2 * k] = dsp_sxtb16(a);
-        x0[2 * k + 1] = dsp_sxtb16_ror8(a);
-        x1[2 * k] = dsp_sxtb16(b);
-        x1[2 * k + 1] = dsp_sxtb16_ror8(b);
-    }
+    uint32_t x[MAX_CIN];
+    dot_widen2(p0, p1, cin, x);
     int32_t scratch[MAX_COUT];
     for (int t = 0; t < 9; t++) {
         int32_t *a0 = acc0[t], *a1 = acc1[t];
@@ -155,27 +148,12 @@ void conv3x3_scatter2_opt(const conv_layer_t *L, const int8_t *p0, const int8_t 
         }
         for (uint16_t o = 0; o < cout; o += 2) {
             const int8_t *wa = L->w + ((uint32_t)o * 9u + (uint32_t)t) * cin;
-            const int8_t *wb = wa + 9u * cin;
-            int32_t s00 = 0, s01 = 0, s10 = 0, s11 = 0; /* s<out><pixel> */
-            for (uint16_t k = 0; k < nw; k++) {
-                uint32_t va = dsp_load32(wa + 4 * k), vb = dsp_load32(wb + 4 * k);
-                uint32_t ae = dsp_sxtb16(va), ao = dsp_sxtb16_ror8(va);
-                uint32_t be = dsp_sxtb16(vb), bo = dsp_sxtb16_ror8(vb);
-                uint32_t xe0 = x0[2 * k], xo0 = x0[2 * k + 1];
-                uint32_t xe1 = x1[2 * k], xo1 = x1[2 * k + 1];
-                s00 = dsp_smlad(ae, xe0, s00);
-                s00 = dsp_smlad(ao, xo0, s00);
-                s01 = dsp_smlad(ae, xe1, s01);
-                s01 = dsp_smlad(ao, xo1, s01);
-                s10 = dsp_smlad(be, xe0, s10);
-                s10 = dsp_smlad(bo, xo0, s10);
-                s11 = dsp_smlad(be, xe1, s11);
-                s11 = dsp_smlad(bo, xo1, s11);
-            }
-            a0[o] += s00;
-            a0[o + 1] += s10;
-            a1[o] += s01;
-            a1[o + 1] += s11;
+            int32_t s[4] = {a0[o], a1[o], a0[o + 1], a1[o + 1]};
+            dot_2x2(wa, wa + 9u * cin, x, cin, s);
+            a0[o] = s[0];
+            a1[o] = s[1];
+            a0[o + 1] = s[2];
+            a1[o + 1] = s[3];
         }
     }
 }

@@ -13,31 +13,51 @@ void dw3x3_ref(const dw_layer_t *L, const int8_t *const taps[9], int8_t *out)
     }
 }
 
-/* Each channel's nine weights are loaded once for both pixels (two words and a byte, widened
- * with SXTB16 into the pairs (w0,w2) (w1,w3) (w4,w6) (w5,w7)); the inputs of a pair of taps are
- * packed the same way with PKHBT so one SMLAD does two taps. */
+/* Two output pixels per call, channel by channel, each channel's nine weights loaded once for
+ * both: three unaligned words at 9c, 9c+3 and 9c+5 widened with SXTB16 give the pairs (w0,w2),
+ * (w3,w5), (w6,w8) for the outer taps of each kernel row and w1, w4, w7 in a half of their
+ * rotated forms; the outer inputs of a row are packed into one pair (PKHBT), so a kernel row
+ * costs one SMLAD and one 16x16 MAC. (The word at 9c+5 is used rather than 9c+6 so the last
+ * channel reads no byte past its own nine.) */
+__attribute__((always_inline)) static inline void dw2_body(const dw_layer_t *L, const int8_t *const t0[9], const int8_t *const t1[9],
+                            int8_t *out0, int8_t *out1, int kind)
+{
+    const int8_t *w = L->w;
+    int32_t lo = L->lo, hi = L->hi;
+    for (uint16_t c = 0; c < L->c; c++, w += 9) {
+        uint32_t wa = dsp_load32(w), wb = dsp_load32(w + 3), wc = dsp_load32(w + 5);
+        uint32_t w02 = dsp_sxtb16(wa), w1x = dsp_sxtb16_ror8(wa);  /* (w0, w2), (w1, w3) */
+        uint32_t w35 = dsp_sxtb16(wb), w4x = dsp_sxtb16_ror8(wb);  /* (w3, w5), (w4, w6) */
+        uint32_t w57 = dsp_sxtb16(wc), w68 = dsp_sxtb16_ror8(wc);  /* (w5, w7), (w6, w8) */
+        int32_t b = L->b[c];
+        int32_t a0 = dsp_smlabb(w1x, (uint32_t)(int32_t)t0[1][c], b);
+        a0 = dsp_smlad(dsp_pack16(t0[0][c], t0[2][c]), w02, a0);
+        a0 = dsp_smlabb(w4x, (uint32_t)(int32_t)t0[4][c], a0);
+        a0 = dsp_smlad(dsp_pack16(t0[3][c], t0[5][c]), w35, a0);
+        a0 = dsp_smlatb(w57, (uint32_t)(int32_t)t0[7][c], a0);
+        a0 = dsp_smlad(dsp_pack16(t0[6][c], t0[8][c]), w68, a0);
+        int32_t a1 = dsp_smlabb(w1x, (uint32_t)(int32_t)t1[1][c], b);
+        a1 = dsp_smlad(dsp_pack16(t1[0][c], t1[2][c]), w02, a1);
+        a1 = dsp_smlabb(w4x, (uint32_t)(int32_t)t1[4][c], a1);
+        a1 = dsp_smlad(dsp_pack16(t1[3][c], t1[5][c]), w35, a1);
+        a1 = dsp_smlatb(w57, (uint32_t)(int32_t)t1[7][c], a1);
+        a1 = dsp_smlad(dsp_pack16(t1[6][c], t1[8][c]), w68, a1);
+        rq2_clamp(a0, a1, L->m[c], L->s[c], kind, lo, hi, &out0[c], &out1[c]);
+    }
+}
+
 void dw3x3x2_opt(const dw_layer_t *L, const int8_t *const taps0[9], const int8_t *const taps1[9],
                  int8_t *out0, int8_t *out1)
 {
-    const int8_t *const *tp[2] = {taps0, taps1};
-    int8_t *outs[2] = {out0, out1};
-    for (uint16_t c = 0; c < L->c; c++) {
-        const int8_t *w = L->w + c * 9;
-        uint32_t wa = dsp_load32(w), wb = dsp_load32(w + 4);
-        uint32_t w02 = dsp_sxtb16(wa), w13 = dsp_sxtb16_ror8(wa);
-        uint32_t w46 = dsp_sxtb16(wb), w57 = dsp_sxtb16_ror8(wb);
-        int32_t w8 = w[8];
-        int32_t b = L->b[c], m = L->m[c], s = L->s[c];
-        for (int p = 0; p < 2; p++) {
-            const int8_t *const *t = tp[p];
-            int32_t x0 = t[0][c], x1 = t[1][c], x2 = t[2][c], x3 = t[3][c];
-            int32_t x4 = t[4][c], x5 = t[5][c], x6 = t[6][c], x7 = t[7][c];
-            int32_t acc = b + w8 * t[8][c];
-            acc = dsp_smlad(dsp_pack16(x0, x2), w02, acc);
-            acc = dsp_smlad(dsp_pack16(x1, x3), w13, acc);
-            acc = dsp_smlad(dsp_pack16(x4, x6), w46, acc);
-            acc = dsp_smlad(dsp_pack16(x5, x7), w57, acc);
-            outs[p][c] = (int8_t)rq_clamp(acc, m, s, L->lo, L->hi);
-        }
+    switch (L->kind) {
+    case CLAMP_S8:
+        dw2_body(L, taps0, taps1, out0, out1, CLAMP_S8);
+        break;
+    case CLAMP_U7:
+        dw2_body(L, taps0, taps1, out0, out1, CLAMP_U7);
+        break;
+    default:
+        dw2_body(L, taps0, taps1, out0, out1, CLAMP_ANY);
+        break;
     }
 }

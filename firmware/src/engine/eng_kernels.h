@@ -29,6 +29,18 @@ static inline int32_t rq_hi(int32_t acc, int32_t m, int32_t s);
 /* rq then clamp to [lo, hi]; uses rq_hi when s >= 32, rq_ref otherwise. */
 static inline int32_t rq_clamp(int32_t acc, int32_t m, int32_t s, int32_t lo, int32_t hi);
 
+/* Output clamps: the two ranges every layer of this model uses are one SSAT/USAT instruction;
+ * the kind is a compile-time function of the layer's lo/hi (CLAMP_KIND), and the optimised kernels
+ * are instantiated per kind so the test is not in the inner loops. Any other range still works. */
+enum { CLAMP_ANY = 0, CLAMP_S8 = 1, CLAMP_U7 = 2 };
+#define CLAMP_KIND(lo, hi) ((lo) == -128 && (hi) == 127 ? CLAMP_S8 : (lo) == 0 && (hi) == 127 ? CLAMP_U7 : CLAMP_ANY)
+static inline int32_t clamp_k(int32_t v, int kind, int32_t lo, int32_t hi);
+
+/* Requantise and clamp two accumulators of one channel: for s >= 33 (every layer here) one SMMLA
+ * and one shift each (rq_hi), with the channel's rounding constant derived once for both. */
+static inline void rq2_clamp(int32_t a0, int32_t a1, int32_t m, int32_t s, int kind, int32_t lo, int32_t hi,
+                             int8_t *o0, int8_t *o1);
+
 /* rq for operands known to satisfy |acc| <= bound, prepared once: (SMMLA(acc << pre, m, rnd) >> sh).
  * Shifting acc left by pre = 33 - s (when s < 33) turns the shift into s' = 33, and from 33 up
  * the high word of the product holds every bit that can reach the result (see rq_hi). Exact while
@@ -59,6 +71,7 @@ typedef struct {
     const int32_t *b, *m, *s;
     int32_t lo, hi;
     uint16_t cin, cout;
+    uint8_t kind; /* CLAMP_KIND(lo, hi) */
 } conv_layer_t;
 
 /* One output row of conv1 from input rows 2i-1, 2i, 2i+1 given as raw pixels (x = p - 128);
@@ -88,6 +101,7 @@ typedef struct {
     const int32_t *b, *m, *s;
     int32_t lo, hi;
     uint16_t c;
+    uint8_t kind; /* CLAMP_KIND(lo, hi) */
 } dw_layer_t;
 
 /* One output pixel: taps[ky*3+kx] points at the input pixel (c channels) under that tap, or at
@@ -104,6 +118,7 @@ typedef struct {
     const int32_t *b, *m, *s;
     int32_t lo, hi;
     uint16_t cin, cout; /* cin a multiple of 4, cout a multiple of 2 */
+    uint8_t kind;       /* CLAMP_KIND(lo, hi) */
 } pw_layer_t;
 
 #define PW_MAX_CIN 128
@@ -188,8 +203,38 @@ static inline int32_t rq_hi(int32_t acc, int32_t m, int32_t s)
 
 static inline int32_t rq_clamp(int32_t acc, int32_t m, int32_t s, int32_t lo, int32_t hi)
 {
-    int64_t v = s >= 32 ? rq_hi(acc, m, s) : rq_ref(acc, m, s);
-    return v < lo ? lo : v > hi ? hi : (int32_t)v;
+    int32_t v;
+    if (s >= 32) {
+        v = rq_hi(acc, m, s);
+    } else { /* 64-bit, and clamped there: below 2^-31 scale the result may not fit 32 bits */
+        int64_t w = rq_ref(acc, m, s);
+        v = w < lo ? lo : w > hi ? hi : (int32_t)w;
+    }
+    return v < lo ? lo : v > hi ? hi : v;
+}
+
+static inline int32_t clamp_k(int32_t v, int kind, int32_t lo, int32_t hi)
+{
+    if (kind == CLAMP_S8) {
+        return dsp_ssat(v, 8);
+    }
+    if (kind == CLAMP_U7) {
+        return dsp_usat(v, 7);
+    }
+    return v < lo ? lo : v > hi ? hi : v;
+}
+
+static inline void rq2_clamp(int32_t a0, int32_t a1, int32_t m, int32_t s, int kind, int32_t lo, int32_t hi,
+                             int8_t *o0, int8_t *o1)
+{
+    if (s >= 33) {
+        int32_t r = s - 32, rnd = (int32_t)(1u << (r - 1));
+        *o0 = (int8_t)clamp_k(dsp_smmla(a0, m, rnd) >> r, kind, lo, hi);
+        *o1 = (int8_t)clamp_k(dsp_smmla(a1, m, rnd) >> r, kind, lo, hi);
+    } else {
+        *o0 = (int8_t)rq_clamp(a0, m, s, lo, hi);
+        *o1 = (int8_t)rq_clamp(a1, m, s, lo, hi);
+    }
 }
 
 static inline int32_t rqp(const rqp_t *q, int32_t acc)

@@ -28,6 +28,7 @@
 
 #include "board.h"
 #include "eng_kernels.h"
+#include "eng_post.h"
 #include "rnnpool_model.h"
 
 #include <stddef.h>
@@ -71,7 +72,8 @@ _Static_assert(RNNPOOL_TOP_K == ENGINE_TOP_K && RNNPOOL_MAX_BOXES == ENGINE_MAX_
 /* ---- layer tables ------------------------------------------------------------------------------ */
 
 static const conv_layer_t k_conv1 = {rnnpool_conv1_w, rnnpool_conv1_b, rnnpool_conv1_m, rnnpool_conv1_s,
-                                     RNNPOOL_CONV1_LO, RNNPOOL_CONV1_HI, 1, 4};
+                                     RNNPOOL_CONV1_LO, RNNPOOL_CONV1_HI, 1, 4,
+                                     CLAMP_KIND(RNNPOOL_CONV1_LO, RNNPOOL_CONV1_HI)};
 
 static const fg_layer_t k_rnn[2] = {
     {rnnpool_rnn1_W, rnnpool_rnn1_U, rnnpool_rnn1_mw, rnnpool_rnn1_sw, rnnpool_rnn1_mu, rnnpool_rnn1_su,
@@ -92,11 +94,14 @@ typedef struct {
 
 #define BLOCK(k, ci, ce, co, w, st, res, mp, sp, mx, sx) \
     {{rnnpool_block##k##_expand_w, rnnpool_block##k##_expand_b, rnnpool_block##k##_expand_m, \
-      rnnpool_block##k##_expand_s, RNNPOOL_BLOCK##k##_EXPAND_LO, RNNPOOL_BLOCK##k##_EXPAND_HI, ci, ce}, \
+      rnnpool_block##k##_expand_s, RNNPOOL_BLOCK##k##_EXPAND_LO, RNNPOOL_BLOCK##k##_EXPAND_HI, ci, ce, \
+      CLAMP_KIND(RNNPOOL_BLOCK##k##_EXPAND_LO, RNNPOOL_BLOCK##k##_EXPAND_HI)}, \
      {rnnpool_block##k##_project_w, rnnpool_block##k##_project_b, rnnpool_block##k##_project_m, \
-      rnnpool_block##k##_project_s, RNNPOOL_BLOCK##k##_PROJECT_LO, RNNPOOL_BLOCK##k##_PROJECT_HI, ce, co}, \
+      rnnpool_block##k##_project_s, RNNPOOL_BLOCK##k##_PROJECT_LO, RNNPOOL_BLOCK##k##_PROJECT_HI, ce, co, \
+      CLAMP_KIND(RNNPOOL_BLOCK##k##_PROJECT_LO, RNNPOOL_BLOCK##k##_PROJECT_HI)}, \
      {rnnpool_block##k##_depthwise_w, rnnpool_block##k##_depthwise_b, rnnpool_block##k##_depthwise_m, \
-      rnnpool_block##k##_depthwise_s, RNNPOOL_BLOCK##k##_DEPTHWISE_LO, RNNPOOL_BLOCK##k##_DEPTHWISE_HI, ce}, \
+      rnnpool_block##k##_depthwise_s, RNNPOOL_BLOCK##k##_DEPTHWISE_LO, RNNPOOL_BLOCK##k##_DEPTHWISE_HI, ce, \
+      CLAMP_KIND(RNNPOOL_BLOCK##k##_DEPTHWISE_LO, RNNPOOL_BLOCK##k##_DEPTHWISE_HI)}, \
      mp, sp, mx, sx, w, w, st, res, \
      ENGINE_TAP_B##k##_EXPAND, ENGINE_TAP_B##k##_DW, ENGINE_TAP_B##k##_OUT}
 
@@ -126,7 +131,7 @@ typedef struct {
 
 #define HEAD(k, ci, co, g, st, a0) \
     {{rnnpool_head##k##_w, rnnpool_head##k##_b, rnnpool_head##k##_m, rnnpool_head##k##_s, RNNPOOL_HEAD##k##_LO, \
-      RNNPOOL_HEAD##k##_HI, ci, co}, \
+      RNNPOOL_HEAD##k##_HI, ci, co, CLAMP_KIND(RNNPOOL_HEAD##k##_LO, RNNPOOL_HEAD##k##_HI)}, \
      rnnpool_head##k##_wlut, RNNPOOL_HEAD##k##_DC_M, RNNPOOL_HEAD##k##_DC_S, RNNPOOL_HEAD##k##_SCORE_M, \
      RNNPOOL_HEAD##k##_SCORE_S, a0, g, st, ENGINE_TAP_HEAD##k}
 
@@ -189,12 +194,6 @@ static const int8_t k_zeros[128];
 /* ---- ENGINE MEMORY: everything the engine keeps between calls --------------------------------- */
 
 typedef struct {
-    uint16_t score;
-    uint16_t anchor;
-    int8_t raw[4]; /* the head's dx, dy, dw, dh: the box is decoded only for the few kept */
-} cand_t;
-
-typedef struct {
     /* input: the two rows above the current one */
     uint8_t img_even[IN_W], img_odd[IN_W];
     /* conv1: 8-row ring (row y in slot y % 8), the column segments' window */
@@ -218,9 +217,10 @@ typedef struct {
     int8_t r2[RRING(MAP) * 32], r4[RRING(MAP2) * 64];
     /* head accumulators */
     int32_t h1[HRING(MAP) * 8], h2[HRING(MAP) * 6], h3[HRING(MAP2) * 6], h4[HRING(MAP2) * 6];
-    /* top-K: a binary heap with the worst candidate at the root */
-    cand_t topk[ENGINE_TOP_K];
-    uint32_t topk_n, candidates;
+    /* top-K candidates (eng_post.c) */
+    cand_t topk_items[ENGINE_TOP_K];
+    topk_t topk;
+    uint32_t candidates;
     /* prepared optimised-kernel constants */
     fg_prep_t fg[2];
     uint32_t fg_w1[HID * FG_WBLK(C1_C)], fg_w2[HID * FG_WBLK(HID)];
@@ -284,50 +284,6 @@ static void tap(engine_tap_t t, uint16_t row, uint16_t col, const void *data, ui
     }
 }
 
-/* ---- top-K -------------------------------------------------------------------------------------- */
-
-/* The total order of the spec: score descending, then anchor ascending. */
-static bool worse(const cand_t *a, const cand_t *b)
-{
-    return a->score < b->score || (a->score == b->score && a->anchor > b->anchor);
-}
-
-static void heap_down(cand_t *h, uint32_t n, uint32_t i)
-{
-    cand_t v = h[i];
-    for (;;) {
-        uint32_t c = 2 * i + 1;
-        if (c >= n) {
-            break;
-        }
-        if (c + 1 < n && worse(&h[c + 1], &h[c])) {
-            c++;
-        }
-        if (!worse(&h[c], &v)) {
-            break;
-        }
-        h[i] = h[c];
-        i = c;
-    }
-    h[i] = v;
-}
-
-static void topk_insert(const cand_t *c)
-{
-    cand_t *h = g.topk;
-    if (g.topk_n < ENGINE_TOP_K) {
-        uint32_t i = g.topk_n++;
-        while (i > 0 && worse(c, &h[(i - 1) / 2])) {
-            h[i] = h[(i - 1) / 2];
-            i = (i - 1) / 2;
-        }
-        h[i] = *c;
-    } else if (worse(&h[0], c)) {
-        h[0] = *c;
-        heap_down(h, g.topk_n, 0);
-    }
-}
-
 /* ---- heads: finish an output, decode, top-K ------------------------------------------------------ */
 
 static void decode(int k, uint16_t R, uint16_t X, const int8_t *raw)
@@ -344,7 +300,7 @@ static void decode(int k, uint16_t R, uint16_t X, const int8_t *raw)
     }
     g.candidates++;
     cand_t c = {(uint16_t)score, (uint16_t)(Hd->anchor0 + R * Hd->grid + X), {raw[0], raw[1], raw[2], raw[3]}};
-    topk_insert(&c);
+    topk_offer(&g.topk, &c);
 }
 
 static void head_complete(int k, uint16_t R, uint16_t X)
@@ -732,7 +688,7 @@ void engine_reset(void)
     memset(g.h2, 0, sizeof g.h2);
     memset(g.h3, 0, sizeof g.h3);
     memset(g.h4, 0, sizeof g.h4);
-    g.topk_n = 0;
+    topk_init(&g.topk, g.topk_items, ENGINE_TOP_K);
     g.candidates = 0;
     g.rows_in = 0;
     g.opt = opt;
@@ -810,43 +766,10 @@ int engine_finish(engine_result_t *out)
         return ENGINE_E_INCOMPLETE;
     }
     st_begin(ENGINE_ST_NMS);
-    /* Heap sort: the worst goes to the end each round, leaving the best first. */
-    for (uint32_t n = g.topk_n; n > 1; n--) {
-        cand_t t = g.topk[0];
-        g.topk[0] = g.topk[n - 1];
-        g.topk[n - 1] = t;
-        heap_down(g.topk, n - 1, 0);
-    }
-    int32_t kept[ENGINE_MAX_BOXES][5]; /* x1 y1 x2 y2 area */
-    uint32_t nk = 0;
-    for (uint32_t i = 0; i < g.topk_n && nk < ENGINE_MAX_BOXES; i++) {
-        int32_t b[4];
-        decode_box(&g.topk[i], b);
-        int32_t area = (b[2] - b[0]) * (b[3] - b[1]);
-        bool keep = true;
-        for (uint32_t q = 0; q < nk && keep; q++) {
-            int32_t iw = (b[2] < kept[q][2] ? b[2] : kept[q][2]) - (b[0] > kept[q][0] ? b[0] : kept[q][0]);
-            int32_t ih = (b[3] < kept[q][3] ? b[3] : kept[q][3]) - (b[1] > kept[q][1] ? b[1] : kept[q][1]);
-            int32_t inter = (iw > 0 ? iw : 0) * (ih > 0 ? ih : 0);
-            int32_t uni = area + kept[q][4] - inter;
-            keep = !(RNNPOOL_NMS_DEN * inter > RNNPOOL_NMS_NUM * uni);
-        }
-        if (!keep) {
-            continue;
-        }
-        memcpy(kept[nk], b, sizeof b);
-        kept[nk][4] = area;
-        engine_box_t *o = &out->boxes[nk++];
-        o->x = (int16_t)b[0];
-        o->y = (int16_t)b[1];
-        o->w = (int16_t)(b[2] - b[0]);
-        o->h = (int16_t)(b[3] - b[1]);
-        o->score_q15 = g.topk[i].score;
-        o->anchor = g.topk[i].anchor;
-    }
-    out->count = nk;
+    uint32_t n = topk_sort(&g.topk);
+    out->count = nms_select(g.topk_items, n, decode_box, RNNPOOL_NMS_NUM, RNNPOOL_NMS_DEN, out->boxes,
+                            ENGINE_MAX_BOXES);
     out->candidates = g.candidates;
-    g.topk_n = 0; /* the sorted list is no longer a heap */
     st_switch(ENGINE_ST_NMS);
     uint64_t sum = 0;
     for (int s = 0; s < ENGINE_ST_COUNT; s++) {
