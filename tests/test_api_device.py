@@ -11,6 +11,7 @@ import asyncio
 import base64
 import io
 import json
+import shutil
 import time
 
 import httpx
@@ -25,7 +26,7 @@ from gateway import imaging
 from gateway.bench import synthetic_images
 from gateway.device import DeviceSession
 from gateway.schemas import BenchmarkReport, DetectResponse
-from gateway.sim import FaultSpec, SimDevice, start_sim
+from gateway.sim import FaultSpec, SimDevice, SimUnavailableError, ensure_firmware, start_sim
 
 pytestmark = pytest.mark.anyio
 
@@ -279,3 +280,25 @@ async def test_lossy_line_recovers_with_identical_boxes(protocol_firmware: objec
             assert lossy.relay_stats.dropped + lossy.relay_stats.corrupted > 0
             metrics = (await client.get("/metrics")).text
             assert "rnnpool_link_retransmits_total" in metrics
+
+
+@pytest.mark.qemu
+async def test_qemu_board_gives_the_host_boards_boxes(protocol_firmware: object) -> None:
+    """`qemu` as a device URL: the ARM build under QEMU, through the gateway, bit-identical to the host build."""
+    if shutil.which("qemu-system-arm") is None:
+        pytest.skip("qemu-system-arm is not installed")
+    try:
+        ensure_firmware("qemu")
+    except SimUnavailableError as exc:
+        pytest.skip(f"QEMU firmware cannot be built: {exc}")
+    photo = dev_photos(1)
+    with start_sim("host") as host:
+        expected = direct_boxes(host.url, photo)[0]
+    async with running_app(fast_settings(["qemu"], request_timeout_s=300), wait_ready_s=60) as (_, client):
+        response = await post_image(client, photo[0][1])
+        assert response.status_code == 200, response.text
+        body = response.json()
+    assert body["device"]["board"] == "qemu"
+    assert body["timings"]["tick_unit"] == "instructions" and body["timings"]["clock_hz"] == 168_000_000
+    assert body["memory"]["ram_bytes"] == 131072 and 0 < body["memory"]["peak_ram_bytes"] <= 131072
+    np.testing.assert_allclose(response_boxes(body), expected, atol=1e-9)
