@@ -43,7 +43,7 @@ HELLO_RETRY_S = 0.5  # HELLO_REQUEST repetition while handshaking
 IDLE_FLUSH_S = 0.05  # after this much silence the host sends a 0x00 first (cuts off line noise)
 NAK_HOLDOFF_S = 0.05  # at most one host NAK per this interval
 RTO_MAX_S = 2.0  # keeps retransmissions well inside the device's stall timeout
-RTO_MIN_S = 0.2
+RTO_MIN_S = 0.5  # QEMU and a busy engine answer a DATA frame in up to ~0.4 s; spurious resends fill the ring
 HOST_CREDIT = 255  # the host never runs out of buffer
 POLL_S = 0.02  # longest single read; bounds the reaction time to cancel and timers
 CANCEL_WAIT_S = 2.0  # how long a cancelled request waits for the device to confirm
@@ -233,7 +233,7 @@ class _Link:
         self.rto_min = RTO_MIN_S + 2 * frame_s
         self.srtt: float | None = None
         self.rttvar = 0.0
-        self.rto = max(0.5, 3 * frame_s)
+        self.rto = max(1.0, 3 * frame_s)
         self.backoff = 1.0
         self.acked_pixels = 0
 
