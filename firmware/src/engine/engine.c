@@ -212,6 +212,21 @@ typedef struct {
         int16_t h[PATCH][HID];
     } col;
     int8_t pend[POOL_C]; /* pooled pixel waiting for its right neighbour */
+    /* Scratch shared by stages that are never live at the same time. The 40x40 and 20x20 stages
+     * call each other (block k's output pair runs norm k, head k and block k+1 before block k
+     * returns), so per-call buffers on the stack would be stacked four deep; these are not. */
+    union {
+        struct { /* rnnpool_burst, dead before the pooled pixel enters block 1 */
+            int16_t b[4][HID];
+            int16_t hp[4 * HID];
+            int8_t q[POOL_C];
+        } burst;
+        int8_t dw[2][128]; /* block_out: depthwise pair, dead before the project output moves on */
+        uint32_t align;    /* b feeds fg_wxz16_opt, which loads with LDM */
+    } tmp;
+    int8_t norm[2][64];    /* source_push: the normalised pair, dead before the next block runs */
+    int8_t bout[2][2][64]; /* block outputs, ping-pong by block parity: block k+1 reads block k's
+                            * pair only on entry, before block k+2 can overwrite it */
     /* MBConv rings: expanded pixels, and block inputs for the residual */
     int8_t e1[ERING(MAP) * 128], e2[ERING(MAP) * 64], e3[ERING(MAP) * 64], e4[ERING(MAP2) * 128];
     int8_t r2[RRING(MAP) * 32], r4[RRING(MAP2) * 64];
@@ -367,7 +382,7 @@ static void source_push(int k, uint16_t R, uint16_t X, const int8_t *o0, const i
 {
     engine_stage_t prev = st_switch(ENGINE_ST_HEADS);
     if (k < 3) {
-        int8_t n0[64], n1[64];
+        int8_t *n0 = g.norm[0], *n1 = g.norm[1];
         const norm_layer_t *N = &k_norms[k];
         if (g.opt) {
             l2norm_opt(N, o0, n0);
@@ -408,7 +423,7 @@ static void block_out(int k, uint16_t R, uint16_t X)
             }
         }
     }
-    int8_t dw0[128], dw1[128], o0[64], o1[64];
+    int8_t *dw0 = g.tmp.dw[0], *dw1 = g.tmp.dw[1], *o0 = g.bout[k & 1][0], *o1 = g.bout[k & 1][1];
     if (g.opt) {
         dw3x3x2_opt(&B->dw, taps[0], taps[1], dw0, dw1);
         pw2_opt(&B->pr, dw0, dw1, o0, o1);
@@ -601,7 +616,7 @@ static void rnnpool_burst(uint16_t k)
     }
     uint16_t pi = k - 1;
     for (uint16_t j = 0; j < NP; j++) {
-        _Alignas(4) int16_t b[4][HID];
+        int16_t(*b)[HID] = g.tmp.burst.b;
         st_switch(ENGINE_ST_RNN1_ROWS);
         for (uint16_t t = 0; t < 4; t++) {
             row_segment(4 * k + t, j, b[t]);
@@ -611,18 +626,18 @@ static void rnnpool_burst(uint16_t k)
             col_segment(pi, c);
         }
         st_switch(ENGINE_ST_RNN2);
-        int16_t hp[4 * HID];
+        int16_t *hp = g.tmp.burst.hp;
         rnn2_patch(j, (const int16_t(*)[HID])g.a[j].h, (const int16_t(*)[HID])b, hp);
-        tap(ENGINE_TAP_RNNPOOL_H, pi, j, hp, sizeof hp);
-        int8_t q[POOL_C];
+        tap(ENGINE_TAP_RNNPOOL_H, pi, j, hp, sizeof g.tmp.burst.hp);
+        int8_t *q = g.tmp.burst.q;
         for (int c = 0; c < POOL_C; c++) {
             int64_t v = g.pool_opt ? rqp(&g.pool_q, hp[c]) : rq_ref(hp[c], RNNPOOL_POOL_M, RNNPOOL_POOL_S);
             q[c] = (int8_t)(v < -128 ? -128 : v > 127 ? 127 : v);
         }
         if (pi < NP - 1) {
-            memcpy(g.a[j].h, b, sizeof b);
+            memcpy(g.a[j].h, b, sizeof g.tmp.burst.b);
         } else {
-            memcpy(g.a[j].px, q, sizeof q);
+            memcpy(g.a[j].px, q, POOL_C);
         }
         pool_emit(pi, j, q);
         if (j == NP - 1) {
