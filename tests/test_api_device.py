@@ -51,7 +51,7 @@ def response_boxes(body: dict[str, object]) -> np.ndarray:
 
 
 async def post_image(
-    client: httpx.AsyncClient, data: bytes, path: str = "/v1/detect", **params: object
+    client: httpx.AsyncClient, data: bytes, path: str = "/v1/detect", **params: str | float
 ) -> httpx.Response:
     return await client.post(path, files={"image": ("photo.jpg", data, "image/jpeg")}, params=params)
 
@@ -161,7 +161,7 @@ async def test_job_followed_over_sse(sim_device: SimDevice) -> None:
         assert names[0] == "queued" and names[-1] == "done"
         assert "transmitting" in names and "computing" in names
         assert names.index("computing") > max(i for i, n in enumerate(names) if n == "transmitting")
-        sent = [d["bytes_sent"] for n, d in events if n == "transmitting"]
+        sent = [int(d["bytes_sent"]) for n, d in events if n == "transmitting"]  # type: ignore[call-overload]
         assert sent == sorted(sent) and sent[-1] == 320 * 320
         result = events[-1][1]
         assert response_boxes(result).tolist() == response_boxes(sync).tolist()

@@ -6,6 +6,8 @@ then get 503), and against the real simulated board (accepted images get 200 wit
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import httpx
 import pytest
 from fixtures.app import fast_settings, running_app
@@ -62,7 +64,7 @@ async def test_corpus_with_device(sim_device: SimDevice) -> None:
 async def test_declared_length_over_limit_is_refused_before_reading() -> None:
     async with running_app(fast_settings([], max_upload_bytes=1000)) as (_, client):
 
-        async def body():  # type: ignore[no-untyped-def]
+        async def body() -> AsyncIterator[bytes]:
             yield b"\xff\xd8\xff" + bytes(500)
             raise AssertionError("the gateway read past the declared length check")
 
@@ -77,7 +79,7 @@ async def test_streamed_body_is_cut_off_at_the_limit() -> None:
     async with running_app(fast_settings([], max_upload_bytes=10_000)) as (_, client):
         sent = 0
 
-        async def body():  # type: ignore[no-untyped-def]
+        async def body() -> AsyncIterator[bytes]:
             nonlocal sent
             for _ in range(1000):
                 sent += 4096
