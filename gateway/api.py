@@ -568,6 +568,7 @@ def _device_status(snap: Any) -> schemas.DeviceStatus:
         last_error=snap.last_error,
         requests_ok=snap.requests_ok,
         requests_failed=snap.requests_failed,
+        requests_cancelled=snap.requests_cancelled,
         reconnects=snap.reconnects,
         link=schemas.LinkStatistics(**snap.link),
         **fields,

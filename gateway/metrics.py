@@ -50,6 +50,7 @@ class _PoolCollector(Collector):
                     link[name].add_metric([snap.url], snap.link.get(name, 0))
                 requests.add_metric([snap.url, "ok"], snap.requests_ok)
                 requests.add_metric([snap.url, "failed"], snap.requests_failed)
+                requests.add_metric([snap.url, "cancelled"], snap.requests_cancelled)
         for job_state, count in sorted(self._jobs().items()):
             jobs.add_metric([job_state], count)
         yield from (queue, capacity, up, busy, state, *link.values(), requests, jobs)

@@ -118,6 +118,7 @@ class DeviceSnapshot:
     last_error: str | None
     requests_ok: int
     requests_failed: int
+    requests_cancelled: int
     reconnects: int
     link: dict[str, int]
 
@@ -216,6 +217,7 @@ class _Worker:
         self.last_error: str | None = None
         self.requests_ok = 0
         self.requests_failed = 0
+        self.requests_cancelled = 0
         self.reconnects = 0
         self.link_base = dict.fromkeys(LINK_FIELDS, 0)  # counts of closed sessions, so totals never go back
         self.backoff = pool.settings.reconnect_min_s
@@ -239,6 +241,7 @@ class _Worker:
             last_error=self.last_error,
             requests_ok=self.requests_ok,
             requests_failed=self.requests_failed,
+            requests_cancelled=self.requests_cancelled,
             reconnects=self.reconnects,
             link=self.link(),
         )
@@ -370,6 +373,7 @@ class _Worker:
         try:
             result = session.detect(request.frame, deadline_s=remaining, progress=progress, cancel=request.cancel)
         except dev.Cancelled:
+            self.requests_cancelled += 1
             request.fail(ClientGoneError("the request was cancelled"))
             self._after_abort(session)
             return

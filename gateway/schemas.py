@@ -175,6 +175,7 @@ class DeviceStatus(_Model):
     last_error: str | None = None
     requests_ok: int = 0
     requests_failed: int = 0
+    requests_cancelled: int = Field(default=0, description="stopped because the client went away or cancelled")
     reconnects: int = 0
     link: LinkStatistics
 

@@ -12,13 +12,14 @@ import base64
 import io
 import json
 import shutil
+import socket
 import time
 
 import httpx
 import numpy as np
 import pytest
 from conftest import dev_photos
-from fixtures.app import fast_settings, running_app, wait_status
+from fixtures.app import fast_settings, running_app, uvicorn_server, wait_status
 from fixtures.images import jpeg
 from PIL import Image
 
@@ -302,3 +303,52 @@ async def test_qemu_board_gives_the_host_boards_boxes(protocol_firmware: object)
     assert body["timings"]["tick_unit"] == "instructions" and body["timings"]["clock_hz"] == 168_000_000
     assert body["memory"]["ram_bytes"] == 131072 and 0 < body["memory"]["peak_ram_bytes"] <= 131072
     np.testing.assert_allclose(response_boxes(body), expected, atol=1e-9)
+
+
+def test_client_disconnect_cancels_the_device_work(protocol_firmware: object) -> None:
+    """Under a real uvicorn: a client that hangs up mid-transfer stops the device's work on its image."""
+    slow = FaultSpec(delay_s=0.05, direction="to_device")  # ~2-3 s to stream one frame
+    with start_sim("host", fault=slow) as sim, uvicorn_server(fast_settings([sim.url])) as base:
+
+        def device() -> dict[str, object]:
+            devices = httpx.get(f"{base}/v1/devices").json()["devices"]
+            assert isinstance(devices, list)
+            return dict(devices[0])
+
+        deadline = time.monotonic() + 20
+        while httpx.get(f"{base}/readyz").status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        body = jpeg(320, 240)
+        port = int(base.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+            head = (
+                f"POST /v1/detect HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n"
+            )
+            conn.sendall(head.encode() + body)
+            deadline = time.monotonic() + 10
+            while device()["state"] != "busy":
+                assert time.monotonic() < deadline, "the request never reached the device"
+                time.sleep(0.05)
+        # Hung up while the frame is still streaming.
+        deadline = time.monotonic() + 15
+        while not (device()["requests_cancelled"] == 1 and device()["state"] == "ready"):
+            assert time.monotonic() < deadline, f"device work not cancelled: {device()}"
+            time.sleep(0.1)
+        assert device()["requests_ok"] == 0
+        # And the device serves the next client normally.
+        ok = httpx.post(f"{base}/v1/detect", content=body, headers={"content-type": "image/jpeg"}, timeout=60)
+        assert ok.status_code == 200
+
+
+async def test_job_can_be_cancelled(sim_device: SimDevice) -> None:
+    sim_device.set_fault(FaultSpec(delay_s=0.05, direction="to_device"))
+    async with running_app(fast_settings([sim_device.url]), wait_ready_s=20) as (_, client):
+        job = (await post_image(client, jpeg(), path="/v1/jobs")).json()
+        cancelled = await client.delete(job["status_url"])
+        assert cancelled.status_code == 200 and cancelled.json()["state"] == "failed"
+        assert cancelled.json()["error"]["code"] == "cancelled"
+        events = parse_sse((await client.get(job["events_url"])).text)
+        assert events[-1][0] == "failed"
+        await wait_device_state(client, "ready", 15)
