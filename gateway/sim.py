@@ -19,6 +19,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import fcntl
+import logging
 import os
 import random
 import re
@@ -41,6 +42,8 @@ from typing import Literal
 
 from gateway.settings import REPO_ROOT
 
+log = logging.getLogger("gateway.sim")
+
 Board = Literal["host", "qemu"]
 SIM_URLS: dict[str, Board] = {"sim": "host", "host": "host", "qemu": "qemu"}
 
@@ -61,10 +64,29 @@ def firmware_binary(board: Board) -> Path:
     return FIRMWARE_DIR / "build" / "qemu" / "rnnpool.elf"
 
 
-def ensure_firmware(board: Board, *, rebuild: bool = False) -> Path:
-    """Path to the board's firmware, building it first if it is missing (or `rebuild`)."""
+def _newest_source_mtime() -> float:
+    newest = 0.0
+    for top in ("src", "boards", "model"):
+        for path in (FIRMWARE_DIR / top).rglob("*"):
+            if path.suffix in (".c", ".h", ".ld", ".mk"):
+                newest = max(newest, path.stat().st_mtime)
+    makefile = FIRMWARE_DIR / "Makefile"
+    return max(newest, makefile.stat().st_mtime if makefile.exists() else 0.0)
+
+
+def firmware_is_current(board: Board) -> bool:
     binary = firmware_binary(board)
-    if binary.exists() and not rebuild:
+    return binary.exists() and binary.stat().st_mtime >= _newest_source_mtime()
+
+
+def ensure_firmware(board: Board, *, rebuild: bool = False) -> Path:
+    """Path to the board's firmware, (re)building it first if it is missing or older than its sources.
+
+    A failed rebuild falls back to the existing binary (with a warning): a half-edited source tree
+    should not take the simulator away from everyone else working in the checkout.
+    """
+    binary = firmware_binary(board)
+    if not rebuild and firmware_is_current(board):
         return binary
     if shutil.which("make") is None:
         raise SimUnavailableError("make is not installed, so the firmware cannot be built")
@@ -76,7 +98,7 @@ def ensure_firmware(board: Board, *, rebuild: bool = False) -> Path:
     # the same tree corrupts object files, so serialize on a lock file.
     with open(lock_path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if binary.exists() and not rebuild:
+        if not rebuild and firmware_is_current(board):
             return binary
         try:
             done = subprocess.run(
@@ -89,6 +111,9 @@ def ensure_firmware(board: Board, *, rebuild: bool = False) -> Path:
             raise SimUnavailableError(f"building the {board} firmware took over {BUILD_TIMEOUT_S:.0f} s") from exc
         if done.returncode != 0 or not binary.exists():
             tail = (done.stdout + done.stderr).decode(errors="replace")[-2000:]
+            if binary.exists() and not rebuild:
+                log.warning("rebuilding the %s firmware failed; using the existing binary:\n%s", board, tail)
+                return binary
             raise SimUnavailableError(f"`make -C firmware BOARD={board}` failed (exit {done.returncode}):\n{tail}")
     return binary
 
