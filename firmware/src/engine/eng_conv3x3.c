@@ -33,65 +33,89 @@ void conv1_row_ref(const conv_layer_t *L, const uint8_t *r0, const uint8_t *r1, 
 }
 
 /* Works on the raw pixels p = x + 128, with the bias corrected by -128 * sum(w) once: then the
- * zero padding (x = 0) is p = 128, so edge taps add 128 * w instead of being skipped. Interior
+ * zero padding (x = 0) is p = 128, so the left edge tap adds 128 * w instead of being skipped. Interior
  * pixels read their 3x3 window as one halfword-aligned word per row: bytes 2j-2 .. 2j+1, whose
  * UXTB16 forms are (p[2j-2], p[2j]) and (p[2j-1], p[2j+1]): the second pairs with the packed
  * outer weights (w0, w2) in one SMLAD, the top half of the first with w1 in an SMLABT. */
+typedef struct {
+    uint32_t wpair[4][3], wmid[4][3];
+    int32_t bias[4], m[4], rnd[4], r[4];
+} conv1_prep_t;
+
+__attribute__((always_inline)) static inline void conv1_body(const conv1_prep_t *P, const uint8_t *const rows[3],
+                                                              uint16_t wo, int8_t *out, int kind, int32_t lo,
+                                                              int32_t hi)
+{
+    for (uint16_t j = 1; j < wo; j++) {
+        uint32_t even[3], odd[3];
+#pragma GCC unroll 3
+        for (int ky = 0; ky < 3; ky++) {
+            uint32_t v = dsp_load32(rows[ky] + 2 * j - 2);
+            even[ky] = v & 0x00FF00FFu;        /* (p[2j-2], p[2j]) */
+            odd[ky] = (v >> 8) & 0x00FF00FFu;  /* (p[2j-1], p[2j+1]) */
+        }
+        int8_t *po = out + j * 4;
+#pragma GCC unroll 4
+        for (int o = 0; o < 4; o++) {
+            int32_t acc = P->bias[o];
+#pragma GCC unroll 3
+            for (int ky = 0; ky < 3; ky++) {
+                acc = dsp_smlad(odd[ky], P->wpair[o][ky], acc);
+                acc = dsp_smlabt(P->wmid[o][ky], even[ky], acc);
+            }
+            po[o] = (int8_t)clamp_k(dsp_smmla(acc, P->m[o], P->rnd[o]) >> P->r[o], kind, lo, hi);
+        }
+    }
+}
+
 void conv1_row_opt(const conv_layer_t *L, const uint8_t *r0, const uint8_t *r1, const uint8_t *r2,
                    uint16_t width, int8_t *out)
 {
     enum { COUT = 4 };
-    if (L->cin != 1 || L->cout != COUT) {
+    /* The first row (padding above) is one row in 160: the reference does it. */
+    bool fast = L->cin == 1 && L->cout == COUT && r0 != NULL;
+    for (int o = 0; o < COUT && fast; o++) {
+        fast = L->s[o] >= 33;
+    }
+    if (!fast) {
         conv1_row_ref(L, r0, r1, r2, width, out);
         return;
     }
     const uint8_t *rows[3] = {r0, r1, r2};
-    uint32_t wpair[COUT][3], wmid[COUT][3];
-    int32_t bias[COUT];
+    conv1_prep_t P;
     for (int o = 0; o < COUT; o++) {
         int32_t sum = 0;
         for (int ky = 0; ky < 3; ky++) {
             const int8_t *w = L->w + (o * 3 + ky) * 3;
-            wpair[o][ky] = dsp_pack16(w[0], w[2]);
-            wmid[o][ky] = (uint32_t)(int32_t)w[1];
+            P.wpair[o][ky] = dsp_pack16(w[0], w[2]);
+            P.wmid[o][ky] = (uint32_t)(int32_t)w[1];
             sum += w[0] + w[1] + w[2];
         }
-        bias[o] = L->b[o] - 128 * sum;
-        if (r0 == NULL) { /* the padding row above the image */
-            const int8_t *w = L->w + o * 9;
-            bias[o] += 128 * (w[0] + w[1] + w[2]);
-        }
+        P.bias[o] = L->b[o] - 128 * sum;
+        P.m[o] = L->m[o];
+        P.r[o] = L->s[o] - 32;
+        P.rnd[o] = (int32_t)(1u << (P.r[o] - 1));
     }
-    int ky0 = r0 == NULL ? 1 : 0;
-
     /* j = 0: the left tap is padding. */
     for (int o = 0; o < COUT; o++) {
-        int32_t acc = bias[o];
-        for (int ky = ky0; ky < 3; ky++) {
+        int32_t acc = P.bias[o];
+        for (int ky = 0; ky < 3; ky++) {
             const int8_t *w = L->w + (o * 3 + ky) * 3;
             acc += 128 * w[0] + w[1] * rows[ky][0] + w[2] * rows[ky][1];
         }
         out[o] = (int8_t)rq_clamp(acc, L->m[o], L->s[o], L->lo, L->hi);
     }
-
     uint16_t wo = width / 2;
-    for (uint16_t j = 1; j < wo; j++) {
-        uint32_t even[3], odd[3];
-        for (int ky = ky0; ky < 3; ky++) {
-            uint32_t v = dsp_load32(rows[ky] + 2 * j - 2);
-            /* UXTB16 is SXTB16 of a word whose bytes 1 and 3 are cleared. */
-            even[ky] = v & 0x00FF00FFu;
-            odd[ky] = (v >> 8) & 0x00FF00FFu;
-        }
-        int8_t *po = out + j * COUT;
-        for (int o = 0; o < COUT; o++) {
-            int32_t acc = bias[o];
-            for (int ky = ky0; ky < 3; ky++) {
-                acc = dsp_smlad(odd[ky], wpair[o][ky], acc);
-                acc = dsp_smlabt(wmid[o][ky], even[ky], acc);
-            }
-            po[o] = (int8_t)rq_clamp(acc, L->m[o], L->s[o], L->lo, L->hi);
-        }
+    switch (L->kind) {
+    case CLAMP_S8:
+        conv1_body(&P, rows, wo, out, CLAMP_S8, L->lo, L->hi);
+        break;
+    case CLAMP_U7:
+        conv1_body(&P, rows, wo, out, CLAMP_U7, L->lo, L->hi);
+        break;
+    default:
+        conv1_body(&P, rows, wo, out, CLAMP_ANY, L->lo, L->hi);
+        break;
     }
 }
 

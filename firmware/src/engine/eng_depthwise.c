@@ -61,3 +61,48 @@ void dw3x3x2_opt(const dw_layer_t *L, const int8_t *const taps0[9], const int8_t
         break;
     }
 }
+
+/* Stride 1, both pixels of a pair from one set of loads: kernel row k reads input columns X-1..X+2
+ * of its row, four pixels C bytes apart from rows[k]. Packed as E = (x[X-1], x[X+1]) and
+ * O = (x[X], x[X+2]), the left output is SMLAD(E, (w0, w2)) + w1 * O.lo and the right one
+ * SMLAD(O, (w0, w2)) + w1 * E.hi: 12 byte loads and 12 MACs (6 of them dual) per channel for 18
+ * multiply-accumulates. */
+__attribute__((always_inline)) static inline void dws1_body(const dw_layer_t *L, const int8_t *const rows[3],
+                                                             int8_t *out0, int8_t *out1, int kind)
+{
+    const int8_t *w = L->w, *p0 = rows[0], *p1 = rows[1], *p2 = rows[2];
+    int32_t lo = L->lo, hi = L->hi;
+    uint32_t c1 = L->c, c2 = 2u * L->c, c3 = 3u * L->c;
+    for (uint16_t c = 0; c < L->c; c++, w += 9, p0++, p1++, p2++) {
+        uint32_t wa = dsp_load32(w), wb = dsp_load32(w + 3), wc = dsp_load32(w + 5);
+        uint32_t w02 = dsp_sxtb16(wa), w1x = dsp_sxtb16_ror8(wa); /* (w0, w2), (w1, w3) */
+        uint32_t w35 = dsp_sxtb16(wb), w4x = dsp_sxtb16_ror8(wb); /* (w3, w5), (w4, w6) */
+        uint32_t w57 = dsp_sxtb16(wc), w68 = dsp_sxtb16_ror8(wc); /* (w5, w7), (w6, w8) */
+        int32_t b = L->b[c];
+        uint32_t e0 = dsp_pack16(p0[0], p0[c2]), o0 = dsp_pack16(p0[c1], p0[c3]);
+        uint32_t e1 = dsp_pack16(p1[0], p1[c2]), o1 = dsp_pack16(p1[c1], p1[c3]);
+        uint32_t e2 = dsp_pack16(p2[0], p2[c2]), o2 = dsp_pack16(p2[c1], p2[c3]);
+        int32_t a0 = dsp_smlabb(w1x, o0, dsp_smlad(e0, w02, b));
+        int32_t a1 = dsp_smlabt(w1x, e0, dsp_smlad(o0, w02, b));
+        a0 = dsp_smlabb(w4x, o1, dsp_smlad(e1, w35, a0));
+        a1 = dsp_smlabt(w4x, e1, dsp_smlad(o1, w35, a1));
+        a0 = dsp_smlatb(w57, o2, dsp_smlad(e2, w68, a0));
+        a1 = dsp_smlatt(w57, e2, dsp_smlad(o2, w68, a1));
+        rq2_clamp(a0, a1, L->m[c], L->s[c], kind, lo, hi, &out0[c], &out1[c]);
+    }
+}
+
+void dw3x3s1x2_opt(const dw_layer_t *L, const int8_t *const rows[3], int8_t *out0, int8_t *out1)
+{
+    switch (L->kind) {
+    case CLAMP_S8:
+        dws1_body(L, rows, out0, out1, CLAMP_S8);
+        break;
+    case CLAMP_U7:
+        dws1_body(L, rows, out0, out1, CLAMP_U7);
+        break;
+    default:
+        dws1_body(L, rows, out0, out1, CLAMP_ANY);
+        break;
+    }
+}

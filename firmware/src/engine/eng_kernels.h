@@ -110,6 +110,9 @@ void dw3x3_ref(const dw_layer_t *L, const int8_t *const taps[9], int8_t *out);
 /* Two horizontally adjacent output pixels (taps0 and taps1), sharing each channel's weights. */
 void dw3x3x2_opt(const dw_layer_t *L, const int8_t *const taps0[9], const int8_t *const taps1[9],
                  int8_t *out0, int8_t *out1);
+/* The same for stride 1 when each kernel row's four input pixels (columns X-1..X+2) lie c bytes
+ * apart from rows[k] (zeros included): the engine's common case, with shared loads. */
+void dw3x3s1x2_opt(const dw_layer_t *L, const int8_t *const rows[3], int8_t *out0, int8_t *out1);
 
 /* ---- pointwise 1x1 (eng_pointwise.c) ------------------------------------------------------ */
 

@@ -188,8 +188,8 @@ static const char *const k_stage_names[ENGINE_ST_COUNT] = {
     "block3", "block4", "heads", "decode_topk", "nms",
 };
 
-/* Zero padding for any tap outside a map (the widest map has 128 channels). */
-static const int8_t k_zeros[128];
+/* Zero padding for any tap outside a map: a row of four pixels of the widest map (128 channels). */
+static const int8_t k_zeros[4 * 128];
 
 /* ---- ENGINE MEMORY: everything the engine keeps between calls --------------------------------- */
 
@@ -425,7 +425,21 @@ static void block_out(int k, uint16_t R, uint16_t X)
     }
     int8_t *dw0 = g.tmp.dw[0], *dw1 = g.tmp.dw[1], *o0 = g.bout[k & 1][0], *o1 = g.bout[k & 1][1];
     if (g.opt) {
-        dw3x3x2_opt(&B->dw, taps[0], taps[1], dw0, dw1);
+        /* Stride 1 away from the left and right edges: each kernel row's four input pixels are
+         * consecutive in the ring unless they straddle its end. */
+        const int8_t *rows[3];
+        bool regular = B->stride == 1 && X >= 1 && X + 2 < win;
+        for (int ky = 0; ky < 3 && regular; ky++) {
+            int ir = R + ky - 1;
+            uint32_t pos = (uint32_t)(ir * win + X - 1) % k_block_bufs[k].elen;
+            rows[ky] = ir < 0 || ir >= hin ? k_zeros : ering_px(k, ir, X - 1);
+            regular = rows[ky] == k_zeros || pos + 4 <= k_block_bufs[k].elen;
+        }
+        if (regular) {
+            dw3x3s1x2_opt(&B->dw, rows, dw0, dw1);
+        } else {
+            dw3x3x2_opt(&B->dw, taps[0], taps[1], dw0, dw1);
+        }
         pw2_opt(&B->pr, dw0, dw1, o0, o1);
     } else {
         dw3x3_ref(&B->dw, taps[0], dw0);

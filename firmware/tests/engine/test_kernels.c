@@ -256,6 +256,20 @@ static void test_depthwise(void)
         dw3x3_ref(&L, t1, r1);
         dw3x3x2_opt(&L, t0, t1, o0, o1);
         CHECK(memcmp(r0, o0, c) == 0 && memcmp(r1, o1, c) == 0, "depthwise trial %d", trial);
+        if (!stride2) { /* the same pair from rows of four consecutive pixels */
+            static int8_t win[3][4 * 128];
+            const int8_t *rows[3];
+            for (int ky = 0; ky < 3; ky++) {
+                for (int j = 0; j < 4; j++) {
+                    const int8_t *src = j < 3 ? t0[ky * 3 + j] : t1[ky * 3 + 2];
+                    memcpy(win[ky] + j * c, src, c);
+                }
+                rows[ky] = win[ky];
+            }
+            memset(o0, 0x55, sizeof o0);
+            dw3x3s1x2_opt(&L, rows, o0, o1);
+            CHECK(memcmp(r0, o0, c) == 0 && memcmp(r1, o1, c) == 0, "depthwise s1 rows trial %d", trial);
+        }
     }
 }
 
