@@ -12,12 +12,11 @@
 
 /* ---- sizes ------------------------------------------------------------------------------------ */
 
-/* The host fills DATA frames with as many whole rows as fit (gateway.protocol.max_rows_per_frame)
- * and may put a 0x00 in front of a frame after a quiet spell. */
+/* The host fills DATA frames with as many whole rows as fit (gateway.protocol.max_rows_per_frame). */
 #define DATA_ROWS_PER_FRAME ((PROTO_MAX_PAYLOAD - 2u) / ENGINE_INPUT_W)
-#define DATA_FRAME_WIRE (PROTO_WIRE_BYTES(2u + DATA_ROWS_PER_FRAME * ENGINE_INPUT_W) + 1u)
-/* Room in the ring kept for what the host sends besides DATA while we compute: ACKs of our
- * messages, a NAK, a CANCEL. */
+#define DATA_FRAME_WIRE PROTO_WIRE_BYTES(2u + DATA_ROWS_PER_FRAME * ENGINE_INPUT_W)
+/* Room in the ring kept for what the host sends besides DATA while we compute: its idle 0x00,
+ * ACKs of our messages, a NAK, a CANCEL (docs/protocol.md, section 3). */
 #define RX_CONTROL_ROOM 64u
 #define RX_CREDIT_FIT ((BOARD_UART_RX_BYTES - RX_CONTROL_ROOM) / DATA_FRAME_WIRE)
 /* A ring smaller than one frame still gets credit 1: the transfer then stalls on overruns and
@@ -676,7 +675,9 @@ static void on_rx_event(proto_rx_event_t ev, const proto_frame_t *f)
 
 /* ---- timers and the loop ---------------------------------------------------------------------- */
 
-static void timers(void)
+/* `idle`: nothing was read this turn. The stall timer only runs then: bytes still waiting in the
+ * ring may be the DATA it is waiting for. */
+static void timers(bool idle)
 {
     const uint32_t now = now_ms();
     if (g.out.active && now - g.out.last_ms >= g.out.rto_ms) {
@@ -684,7 +685,7 @@ static void timers(void)
         g.out.rto_ms = g.out.rto_ms * 2u < max ? g.out.rto_ms * 2u : max;
         txq_send_head();
     }
-    if (g.req.active && now - g.req.last_data_ms >= APP_STALL_MS) {
+    if (idle && g.req.active && now - g.req.last_data_ms >= APP_STALL_MS) {
         request_fail(PROTO_E_TIMEOUT, "no DATA for %u ms at row %u of %u", (uint32_t)APP_STALL_MS,
                      (uint32_t)g.req.next_row, (uint32_t)ENGINE_INPUT_H);
     }
@@ -717,7 +718,7 @@ void app_poll(void)
             on_rx_event(ev, &f);
         }
     }
-    timers();
+    timers(n == 0u);
     if (n == 0u) {
         const uint64_t t0 = board_ticks64();
         g.io->idle();
