@@ -7,6 +7,9 @@ import { $, bytes, h, hertz, integer, kv, percent, seconds, svg } from "./ui.js"
 
 // STM32F439ZI: 192 KB contiguous SRAM (the 64 KB CCM is not counted: the firmware does not use it).
 const F439_RAM_BYTES = 192 * 1024;
+// Boards without a real limit (the host build) report all ones or a huge figure; a gauge against
+// gigabytes says nothing, so those are measured against the target microcontroller instead.
+const MCU_RAM_CEILING = 16 * 1024 * 1024;
 // RNNPool paper, Table 5: RNNPool-Face-M4 peak RAM.
 const PAPER_PEAK_RAM_BYTES = 188 * 1000;
 const STEPS = ["uploading", "queued", "transmitting", "computing", "done"];
@@ -31,6 +34,14 @@ export function initDetect({ isActive }) {
     if (file) run(file);
     // Reset so choosing the same file again still fires "change".
     el["file-input"].value = "";
+  });
+
+  // Chromium opens a file input's chooser on Space only; people expect Enter to work as well.
+  el["file-input"].addEventListener("keydown", (e) => {
+    if (e.key === "Enter") {
+      e.preventDefault();
+      el["file-input"].click();
+    }
   });
 
   const zone = el.dropzone;
@@ -176,6 +187,7 @@ let stageText = "";
 
 function startProgress() {
   el["detect-progress"].hidden = false;
+  el["detect-progress"].dataset.seen = "";
   el["detect-cancel"].disabled = false;
   stageStarted = performance.now();
   setProgress("uploading", 0, "Uploading");
@@ -200,6 +212,8 @@ function setProgress(step, fraction, text) {
     else li.removeAttribute("aria-current");
   }
   el["detect-progress"].dataset.step = step;
+  const seen = (el["detect-progress"].dataset.seen || "").split(",").filter(Boolean);
+  if (!seen.includes(step)) el["detect-progress"].dataset.seen = [...seen, step].join(",");
   const bar = el["detect-bar"];
   if (fraction === null) bar.removeAttribute("value");
   else bar.value = Math.min(1, Math.max(0, fraction));
@@ -303,7 +317,7 @@ function renderFaces(boxes, space) {
   });
   body.replaceChildren(
     h("p", { class: "big-number" }, String(boxes.length), h("small", { text: boxes.length === 1 ? "face" : "faces" })),
-    h("div", { class: "table-wrap" },
+    h("div", { class: "table-wrap faces-scroll", tabindex: boxes.length > 8 ? "0" : null, "aria-label": "Detected boxes" },
       h("table", { class: "faces-table" },
         h("caption", { text: `Boxes in ${space} pixels` }),
         h("thead", {}, h("tr", {}, ["#", "Score", "x", "y", "Width", "Height"].map((t) => h("th", { scope: "col", text: t })))),
@@ -351,8 +365,9 @@ function renderLatency(answer) {
 
 function renderRam(answer) {
   const mem = answer.memory;
-  const assumed = !mem.ram_bytes;
-  const ram = mem.ram_bytes || F439_RAM_BYTES;
+  const limited = mem.ram_bytes && mem.ram_bytes <= MCU_RAM_CEILING;
+  const ram = limited ? mem.ram_bytes : F439_RAM_BYTES;
+  const board = answer.device.board;
   const frac = mem.peak_ram_bytes / ram;
   const level = frac > 1 ? "over" : frac > 0.8 ? "high" : "ok";
   // Semicircle: 100 path units from left to right, filled by dash length.
@@ -381,9 +396,10 @@ function renderRam(answer) {
     h("div", { class: "gauge", dataset: { peak: String(mem.peak_ram_bytes), ram: String(ram) } }, gauge,
       h("div", { class: "gauge-text" },
         h("div", { class: "gauge-value", text: bytes(mem.peak_ram_bytes) }),
-        h("p", { text: `of ${bytes(ram)} ${assumed ? "(STM32F439, assumed)" : "board RAM"} · ${percent(frac)}` }),
+        h("p", { text: limited ? `of ${bytes(ram)} on this board · ${percent(frac)}` : `of the STM32F439's ${bytes(ram)} · ${percent(frac)}` }),
         h("p", { text: `Stack high-water mark ${bytes(mem.stack_high_water_bytes)}` }))),
-    h("p", { class: "note", text: "The tick marks the RNNPool paper's 188 KB for the same model, which keeps whole activation maps; this firmware streams rows through line buffers." }),
+    h("p", { class: "note", text: (limited ? "" : `The ${board} board has no RAM limit of its own, so the gauge uses the target microcontroller's SRAM. `) +
+      "The tick marks the RNNPool paper's 188 KB for the same model, which keeps whole activation maps; this firmware streams rows through line buffers." }),
   );
 }
 

@@ -96,7 +96,7 @@ function card(d) {
       ["Model hash", h("code", { text: d.model_hash })],
       ["Protocol", `v${d.protocol_version}`],
       ["Clock", `${hertz(d.clock_hz)}, ticks in ${d.tick_unit}`],
-      ["RAM", bytes(d.ram_bytes)],
+      ["RAM", d.ram_bytes && d.ram_bytes >= 0xffffffff ? "no limit (host build)" : bytes(d.ram_bytes)],
       ["UART", d.baud ? `${integer(d.baud)} baud${d.max_baud ? ` (max ${integer(d.max_baud)})` : ""}` : "–"],
       ["Connected", d.connected_since ? ago(d.connected_since) : "not connected"],
     ])

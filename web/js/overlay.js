@@ -3,6 +3,9 @@
 
 import { svg } from "./ui.js";
 
+// With dozens of overlapping candidates, score tags on every box hide the picture; tag the best ones.
+const MAX_TAGS = 12;
+
 /**
  * @param {SVGSVGElement} root
  * @param {{href?: string|null, width: number, height: number, boxes: Array<{x:number,y:number,w:number,h:number,score:number}>,
@@ -28,6 +31,7 @@ export function drawScene(root, { href = null, width, height, boxes, space, area
   }
   // Label size follows the image so it stays legible on a phone yet small on a 4000 px photo.
   const font = Math.max(width, height) / 42;
+  const tagged = new Set(boxes.map((b, i) => [b.score, i]).sort((a, b) => b[0] - a[0]).slice(0, MAX_TAGS).map(([, i]) => i));
   boxes.forEach((b, i) => {
     const label = b.score.toFixed(2);
     const tagW = font * (0.62 * label.length + 0.7);
@@ -48,8 +52,8 @@ export function drawScene(root, { href = null, width, height, boxes, space, area
     svg("title", { text: `Face ${i + 1}: score ${label}` }),
     svg("rect", { class: "halo", x: b.x, y: b.y, width: b.w, height: b.h, "vector-effect": "non-scaling-stroke", "stroke-width": 4.5 }),
     svg("rect", { class: "edge", x: b.x, y: b.y, width: b.w, height: b.h, "vector-effect": "non-scaling-stroke", "stroke-width": 2 }),
-    svg("rect", { class: "tag", x: b.x, y: tagY, width: tagW, height: tagH, rx: font * 0.2 }),
-    svg("text", { x: b.x + font * 0.35, y: tagY + tagH * 0.76, "font-size": font, text: label }),
+    tagged.has(i) ? svg("rect", { class: "tag", x: b.x, y: tagY, width: tagW, height: tagH, rx: font * 0.2 }) : null,
+    tagged.has(i) ? svg("text", { x: b.x + font * 0.35, y: tagY + tagH * 0.76, "font-size": font, text: label }) : null,
     );
     children.push(group);
   });
