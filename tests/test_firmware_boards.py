@@ -1,7 +1,8 @@
 """Firmware board layer, end to end: build every board, check the images fit, and talk to the
-placeholder echo firmware (firmware/src/app/main.c) the way the gateway will talk to the real
-one: over a pseudo-terminal (host build) and over QEMU's TCP serial port (qemu build), both
-through pyserial.
+firmware (the protocol app, firmware/src/app/) the way the gateway does: over stdin/stdout and a
+pseudo-terminal (host build) and over QEMU's TCP serial port (qemu build), through pyserial. The
+board's UART must carry every byte value both ways: a DATA frame with all 256 of them is checked
+by the device's CRC (it answers the CANCEL that follows with "at row 3").
 
 The ARM parts need arm-none-eabi-gcc and qemu-system-arm; without them they skip and say so.
 """
@@ -11,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import queue
-import re
 import shutil
 import signal
 import socket
@@ -25,6 +25,8 @@ from typing import IO
 import pytest
 import serial
 
+from gateway import protocol as P
+
 FIRMWARE = Path(__file__).resolve().parents[1] / "firmware"
 HOST_BIN = FIRMWARE / "build" / "host" / "rnnpool"
 QEMU_ELF = FIRMWARE / "build" / "qemu" / "rnnpool.elf"
@@ -36,12 +38,11 @@ needs_qemu = pytest.mark.skipif(
     not (HAVE_ARM_GCC and HAVE_QEMU), reason="qemu-system-arm and/or arm-none-eabi-gcc are not installed"
 )
 
-BANNER_RE = re.compile(
-    rb"rnnpool-placeholder board=(?P<board>\S+) clock_hz=(?P<clock>\d+) tick_unit=(?P<unit>\S+) "
-    rb"ram_bytes=(?P<ram>\d+) static_ram_bytes=(?P<static>\d+) "
-    rb"loop_iterations=(?P<iters>\d+) loop_ticks=(?P<ticks>\d+)\r\n"
+ALL_BYTES = (bytes(range(256)) * 4)[: 3 * 320]  # three image rows holding every byte value
+# DETECT, one DATA frame, CANCEL: the device ACKs the three and answers ERROR(CANCELLED, "at row 3").
+TRANSPARENCY = (
+    P.encode(P.Detect(1, 320, 320), seq=0) + P.encode(P.Data(0, ALL_BYTES), seq=1) + P.encode(P.Cancel(1), seq=2)
 )
-ECHO_PAYLOAD = bytes(range(256)) + bytes(range(0, 256, 3))  # 342 bytes, every byte value
 
 
 def make(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
@@ -67,28 +68,37 @@ def qemu_elf() -> Path:
     return QEMU_ELF
 
 
-def parse_banner(line: bytes) -> dict[str, bytes]:
-    match = BANNER_RE.fullmatch(line)
-    assert match, f"unexpected banner: {line!r}"
-    return match.groupdict()
+def decode_all(data: bytes) -> list[P.AnyMessage]:
+    events = P.FrameReceiver().feed(data)
+    assert all(isinstance(ev, P.Frame) for ev in events), events
+    return [P.decode_frame(ev).msg for ev in events if isinstance(ev, P.Frame)]
 
 
-def read_exactly(port: serial.SerialBase, n: int, timeout: float) -> bytes:
-    data = b""
+def read_messages(port: serial.SerialBase, count: int, timeout: float) -> list[P.AnyMessage]:
+    """The next `count` frames from the board, decoded (every one must be good)."""
+    rx = P.FrameReceiver()
+    out: list[P.AnyMessage] = []
     deadline = time.monotonic() + timeout
-    while len(data) < n and time.monotonic() < deadline:
-        data += port.read(n - len(data))
-    return data
+    while len(out) < count and time.monotonic() < deadline:
+        for ev in rx.feed(port.read(max(1, port.in_waiting))):
+            assert isinstance(ev, P.Frame), ev
+            out.append(P.decode_frame(ev).msg)
+    assert len(out) == count, out
+    return out
 
 
-def echo_roundtrip(port: serial.SerialBase, payload: bytes, chunk: int, timeout: float) -> bytes:
-    """Send in chunks, reading back as we go, so no buffer on the way ever has to hold it all."""
-    received = b""
-    for i in range(0, len(payload), chunk):
-        piece = payload[i : i + chunk]
-        port.write(piece)
-        received += read_exactly(port, len(piece), timeout)
-    return received
+def check_transparency(messages: list[P.AnyMessage]) -> None:
+    acks = [m.ack_seq for m in messages if isinstance(m, P.Ack)]
+    errors = [m for m in messages if isinstance(m, P.Error)]
+    assert acks == [0, 1, 2], messages
+    assert len(errors) == 1 and errors[0].code == P.ErrorCode.CANCELLED and "at row 3" in errors[0].text
+
+
+def handshake(port: serial.SerialBase, nonce: int, timeout: float) -> P.Hello:
+    port.write(b"\x00" + P.encode(P.HelloRequest(nonce)))
+    (hello,) = read_messages(port, 1, timeout)
+    assert isinstance(hello, P.Hello) and hello.reason == P.HelloReason.REPLY and hello.nonce == nonce
+    return hello
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -110,13 +120,15 @@ def test_host_board_c_tests() -> None:
     assert "host tests passed" in result.stdout
 
 
-def test_host_echo_over_stdio(host_binary: Path) -> None:
-    result = subprocess.run([str(host_binary)], input=ECHO_PAYLOAD, capture_output=True, timeout=20)
+def test_host_protocol_over_stdio(host_binary: Path) -> None:
+    request = P.encode(P.HelloRequest(7)) + TRANSPARENCY
+    result = subprocess.run([str(host_binary)], input=request, capture_output=True, timeout=20)
     assert result.returncode == 0, result.stderr  # EOF on stdin ends the host "device"
-    banner, _, echoed = result.stdout.partition(b"\n")
-    fields = parse_banner(banner + b"\n")
-    assert fields["board"] == b"host" and fields["unit"] == b"ns"
-    assert echoed == ECHO_PAYLOAD
+    boot, reply, *rest = decode_all(result.stdout)
+    assert isinstance(boot, P.Hello) and boot.reason == P.HelloReason.BOOT
+    assert boot.board == "host" and boot.tick_unit == P.TickUnit.NS
+    assert isinstance(reply, P.Hello) and reply.reason == P.HelloReason.REPLY and reply.nonce == 7
+    check_transparency(rest)
 
 
 @pytest.fixture
@@ -139,16 +151,17 @@ def host_pty(host_binary: Path) -> Iterator[str]:
         stop(proc)
 
 
-def test_host_echo_over_pty(host_pty: str) -> None:
-    with serial.Serial(host_pty, 115200, timeout=1) as port:
-        # The board waits for this open (it sees pyserial's input flush) before its banner.
-        fields = parse_banner(port.readline())
-        assert fields["board"] == b"host"
-        assert int(fields["ticks"]) > 0
-        assert echo_roundtrip(port, ECHO_PAYLOAD, chunk=100, timeout=5) == ECHO_PAYLOAD
+def test_host_protocol_over_pty(host_pty: str) -> None:
+    with serial.Serial(host_pty, 115200, timeout=0.1) as port:
+        # The board waits for this open (it sees pyserial's input flush) before its boot HELLO.
+        (boot,) = read_messages(port, 1, 5)
+        assert isinstance(boot, P.Hello) and boot.reason == P.HelloReason.BOOT and boot.board == "host"
+        handshake(port, 1, 5)
+        port.write(TRANSPARENCY)
+        check_transparency(read_messages(port, 4, 5))
     # A device outlives its host: reopen and it still answers.
-    with serial.Serial(host_pty, 115200, timeout=1) as port:
-        assert echo_roundtrip(port, b"still here", chunk=10, timeout=5) == b"still here"
+    with serial.Serial(host_pty, 115200, timeout=0.1) as port:
+        handshake(port, 2, 5)
 
 
 # ---- ARM builds --------------------------------------------------------------------------------
@@ -209,24 +222,17 @@ def qemu_serial(qemu_elf: Path) -> Iterator[serial.SerialBase]:
 
 @needs_qemu
 @pytest.mark.qemu
-def test_qemu_echo_over_tcp(qemu_serial: serial.SerialBase) -> None:
-    # The emulated USART drops what arrives before UE/RE are set: wait for the banner first.
-    deadline = time.monotonic() + 15
-    line = b""
-    while not line.endswith(b"\n") and time.monotonic() < deadline:
-        line += qemu_serial.readline()
-    fields = parse_banner(line)
-    assert fields["board"] == b"qemu"
-    assert fields["unit"] == b"instructions"
-    assert int(fields["clock"]) == 168_000_000
-    assert int(fields["ram"]) == 131072
-    assert 0 < int(fields["static"]) < 131072
-    # The loop is a few instructions per iteration (6 with GCC 12 -O2): the counter moves, and
-    # by a plausible amount.
-    iterations, ticks = int(fields["iters"]), int(fields["ticks"])
-    assert 2 * iterations <= ticks <= 20 * iterations
+def test_qemu_protocol_over_tcp(qemu_serial: serial.SerialBase) -> None:
+    # The emulated USART drops what arrives before UE/RE are set: wait for the boot HELLO first.
+    qemu_serial.timeout = 0.1
+    (boot,) = read_messages(qemu_serial, 1, 15)
+    assert isinstance(boot, P.Hello) and boot.reason == P.HelloReason.BOOT
+    assert boot.board == "qemu" and boot.tick_unit == P.TickUnit.INSTRUCTIONS
+    assert boot.clock_hz == 168_000_000 and boot.ram_bytes == 131072
     # RX by interrupt into the ring, TX polled; the emulated UART moves ~10-15 KB/s.
-    assert echo_roundtrip(qemu_serial, ECHO_PAYLOAD, chunk=64, timeout=10) == ECHO_PAYLOAD
+    handshake(qemu_serial, 3, 5)
+    qemu_serial.write(TRANSPARENCY)
+    check_transparency(read_messages(qemu_serial, 4, 10))
 
 
 @needs_qemu
