@@ -184,6 +184,12 @@ void conv3x3_scatter2_opt(const conv_layer_t *L, const int8_t *p0, const int8_t 
 
 void conv_finish(const conv_layer_t *L, const int32_t *acc, int8_t *out)
 {
+    if (L->kind == CLAMP_S8) {
+        for (uint16_t o = 0; o < L->cout; o++) {
+            out[o] = (int8_t)rq_clamp_k(acc[o] + L->b[o], L->m[o], L->s[o], CLAMP_S8, -128, 127);
+        }
+        return;
+    }
     for (uint16_t o = 0; o < L->cout; o++) {
         out[o] = (int8_t)rq_clamp(acc[o] + L->b[o], L->m[o], L->s[o], L->lo, L->hi);
     }

@@ -309,16 +309,64 @@ static void fg_phase2(const fg_phase2_t *p)
 #endif
 }
 
+/* Step 0 starts from h = 0: U h = 0, whose rq is 0 (rnd < 2^sh), and z h = 0, so the first step
+ * is phase 2 without the U h term and without reading the old state: vz = wxz. */
+static void fg_phase2_first(const fg_phase2_t *p)
+{
+#if FG_ASM
+    register const fg_phase2_t *rp __asm__("r8") = p;
+    __asm__ volatile(
+        "ldm     r8, {r4, r5, r6, r7, r8, r9, r10, r11, r12, lr}\n\t"
+        ".rept 16\n\t"
+        "ldmia   r8!, {r0, r1, r2, r3}\n\t"       /* only bc - bz (r3) is needed */
+        "ldr     r2, [r10], #4\n\t"               /* vz = wxz */
+        "add     r3, r2, r3\n\t"                  /* vc */
+        "ssat    r2, #14, r2\n\t"
+        "asr     r0, r2, #6\n\t"
+        "and     r1, r2, #63\n\t"
+        "ldr     r0, [r12, r0, lsl #1]\n\t"
+        "rsb     r1, r1, r1, lsl #16\n\t"
+        "add     r1, r1, #64\n\t"
+        "smlad   r2, r0, r1, r4\n\t"
+        "asr     r2, r2, #6\n\t"                  /* z */
+        "ssat    r3, #14, r3\n\t"
+        "asr     r0, r3, #6\n\t"
+        "and     r1, r3, #63\n\t"
+        "ldr     r0, [lr, r0, lsl #1]\n\t"
+        "rsb     r1, r1, r1, lsl #16\n\t"
+        "add     r1, r1, #64\n\t"
+        "smlad   r3, r0, r1, r4\n\t"
+        "asr     r3, r3, #6\n\t"                  /* c */
+        "smlawb  r0, r6, r2, r7\n\t"              /* coef */
+        "mul     r0, r0, r3\n\t"
+        "add     r1, r5, r0, asr #3\n\t"          /* 2^14 + (coef c >> 3) */
+        "ssat    r1, #16, r1, asr #15\n\t"
+        "strh    r1, [r11], #2\n\t"
+        ".endr\n\t"
+        : "+r"(rp)
+        :
+        : "r0", "r1", "r2", "r3", "r4", "r5", "r6", "r7", "r9", "r10", "r11", "r12", "lr", "memory");
+#else
+    const fg_unit_t *q = p->unit;
+    for (int i = 0; i < H; i++, q++) {
+        int32_t vz = p->x[i];
+        int32_t z = lut_opt(p->sig, vz);
+        int32_t c = lut_opt(p->tanh, vz + q->dbc);
+        int32_t coef = dsp_smlawb((uint32_t)p->nzeta2, (uint32_t)z, p->zn);
+        int16_t hn = (int16_t)dsp_ssat((p->c16384 + ((coef * c) >> 3)) >> 15, 16);
+        memcpy((uint8_t *)p->hp + 2 * i, &hn, 2); /* like the STRH: the state is not read here */
+    }
+#endif
+}
+
 void fg_run_opt(const fg_prep_t *P, const int32_t *const wxz[FG_STEPS], bool reverse, int16_t h[FG_HIDDEN])
 {
-    uint32_t st[8 + H];
-    /* Step 0 starts from h = 0: U h = 0, whose rq is 0 (rnd < 2^sh), and z h = 0. */
-    memset(st, 0, sizeof st);
+    uint32_t st[8 + H]; /* every word is written before it is read */
     fg_phase2_t p2 = {32, 16384, P->nzeta2, P->zn, P->unit, (const int32_t *)st + 8, NULL, st, P->sig_mid, P->tanh_mid};
-    for (int s = 0; s < FG_STEPS; s++) {
-        if (s > 0) {
-            fg_phase1(P->u[0], st);
-        }
+    p2.x = wxz[reverse ? FG_STEPS - 1 : 0];
+    fg_phase2_first(&p2);
+    for (int s = 1; s < FG_STEPS; s++) {
+        fg_phase1(P->u[0], st);
         p2.x = wxz[reverse ? FG_STEPS - 1 - s : s];
         fg_phase2(&p2);
     }

@@ -36,6 +36,9 @@ enum { CLAMP_ANY = 0, CLAMP_S8 = 1, CLAMP_U7 = 2 };
 #define CLAMP_KIND(lo, hi) ((lo) == -128 && (hi) == 127 ? CLAMP_S8 : (lo) == 0 && (hi) == 127 ? CLAMP_U7 : CLAMP_ANY)
 static inline int32_t clamp_k(int32_t v, int kind, int32_t lo, int32_t hi);
 
+/* rq_clamp with the clamp kind known: one SMMLA, one shift, one saturation when s >= 33. */
+static inline int32_t rq_clamp_k(int32_t acc, int32_t m, int32_t s, int kind, int32_t lo, int32_t hi);
+
 /* Requantise and clamp two accumulators of one channel: for s >= 33 (every layer here) one SMMLA
  * and one shift each (rq_hi), with the channel's rounding constant derived once for both. */
 static inline void rq2_clamp(int32_t a0, int32_t a1, int32_t m, int32_t s, int kind, int32_t lo, int32_t hi,
@@ -225,6 +228,15 @@ static inline int32_t clamp_k(int32_t v, int kind, int32_t lo, int32_t hi)
         return dsp_usat(v, 7);
     }
     return v < lo ? lo : v > hi ? hi : v;
+}
+
+static inline int32_t rq_clamp_k(int32_t acc, int32_t m, int32_t s, int kind, int32_t lo, int32_t hi)
+{
+    if (s >= 33) {
+        int32_t r = s - 32;
+        return clamp_k(dsp_smmla(acc, m, (int32_t)(1u << (r - 1))) >> r, kind, lo, hi);
+    }
+    return rq_clamp(acc, m, s, lo, hi);
 }
 
 static inline void rq2_clamp(int32_t a0, int32_t a1, int32_t m, int32_t s, int kind, int32_t lo, int32_t hi,

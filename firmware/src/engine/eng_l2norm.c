@@ -50,6 +50,6 @@ void l2norm_opt(const norm_layer_t *L, const int8_t *in, int8_t *out)
     uint32_t norm = isqrt32((uint32_t)ss << 10);
     int32_t recip = (int32_t)(((1u << 30) + (norm >> 1)) / norm);
     for (uint16_t c = 0; c < n; c++) {
-        out[c] = (int8_t)rq_clamp(in[c] * recip, L->m[c], L->s[c], -128, 127);
+        out[c] = (int8_t)rq_clamp_k(in[c] * recip, L->m[c], L->s[c], CLAMP_S8, -128, 127);
     }
 }

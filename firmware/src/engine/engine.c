@@ -239,10 +239,10 @@ typedef struct {
     /* prepared optimised-kernel constants */
     fg_prep_t fg[2];
     uint32_t fg_w1[HID * FG_WBLK(C1_C)], fg_w2[HID * FG_WBLK(HID)];
-    rqp_t res_p[4], res_x[4], pool_q;
+    rqp_t res_p[4], res_x[4], pool_q, score_q[4];
     /* state */
     uint16_t rows_in;
-    bool opt, fg_opt[2], res_opt[4], pool_opt;
+    bool opt, fg_opt[2], res_opt[4], pool_opt, score_opt[4];
     engine_stage_stats_t stats;
     engine_stage_t st_cur;
     uint32_t st_last;
@@ -309,7 +309,12 @@ static void decode(int k, uint16_t R, uint16_t X, const int8_t *raw)
     for (uint16_t c = 5; c + 1 < n; c++) {
         bg = raw[c] > bg ? raw[c] : bg;
     }
-    int32_t score = lut_ref(rnnpool_lut_sigmoid, rq_ref(raw[n - 1] - bg, Hd->score_m, Hd->score_s));
+    int32_t diff = raw[n - 1] - bg, score;
+    if (g.score_opt[k]) {
+        score = lut_opt(rnnpool_lut_sigmoid + 128, rqp(&g.score_q[k], diff));
+    } else {
+        score = lut_ref(rnnpool_lut_sigmoid, rq_ref(diff, Hd->score_m, Hd->score_s));
+    }
     if (score < RNNPOOL_SCORE_MIN_Q15) {
         return;
     }
@@ -730,6 +735,9 @@ void engine_reset(void)
                        rqp_prepare(B->res_mx, B->res_sx, 128, &g.res_x[k]);
     }
     g.pool_opt = opt && rqp_prepare(RNNPOOL_POOL_M, RNNPOOL_POOL_S, 32768, &g.pool_q);
+    for (int k = 0; k < 4; k++) { /* face - background of two int8 logits */
+        g.score_opt[k] = opt && rqp_prepare(k_heads[k].score_m, k_heads[k].score_s, 255, &g.score_q[k]);
+    }
     memset(&g.stats, 0, sizeof g.stats);
     for (int s = 0; s < ENGINE_ST_COUNT; s++) {
         g.stats.macs[s] = k_stage_macs[s];

@@ -30,5 +30,18 @@ int main(void) {
     norm_layer_t n1 = {rnnpool_norm1_m, rnnpool_norm1_s, 32};
     t0 = board_ticks(); l2norm_opt(&n1, in0, o0); t1 = board_ticks();
     snprintf(line, sizeof line, "l2norm 32: %lu\r\n", (unsigned long)(t1 - t0)); say(line);
+    {
+        static const fg_layer_t rnn1 = {rnnpool_rnn1_W, rnnpool_rnn1_U, rnnpool_rnn1_mw, rnnpool_rnn1_sw, rnnpool_rnn1_mu,
+                             rnnpool_rnn1_su, rnnpool_rnn1_bz, rnnpool_rnn1_bc, RNNPOOL_RNN1_ZETA, RNNPOOL_RNN1_NU,
+                             rnnpool_lut_sigmoid, rnnpool_lut_tanh, 4};
+        static fg_prep_t P; static uint32_t wb[16 * 6];
+        fg_prepare(&rnn1, &P, wb);
+        static int32_t wxz[8][16]; const int32_t *steps[8]; for (int t = 0; t < 8; t++) steps[t] = wxz[t];
+        int16_t h[16];
+        t0 = board_ticks(); fg_wxz4_opt(&P, in0, 4, 4, wxz); t1 = board_ticks();
+        snprintf(line, sizeof line, "wxz4 x4 steps: %lu\r\n", (unsigned long)(t1 - t0)); say(line);
+        t0 = board_ticks(); fg_run_opt(&P, steps, false, h); t1 = board_ticks();
+        snprintf(line, sizeof line, "fg_run_opt 8 steps: %lu (%lu per unit-step)\r\n", (unsigned long)(t1 - t0), (unsigned long)(t1-t0)/128); say(line);
+    }
     return 0;
 }
