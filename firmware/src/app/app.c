@@ -341,11 +341,12 @@ static void request_end(bool ok)
     board_set_error(!ok);
 }
 
-/* Ends the request in progress with ERROR(code, its id); fmt as error_msg. */
+/* Ends the request in progress with ERROR(code, its id); fmt as error_msg. The red LED stays
+ * off for a CANCEL: the host asked for it, nothing went wrong. */
 static void request_fail(uint16_t code, const char *fmt, ...)
 {
     const uint32_t rid = g.req.rid;
-    request_end(false);
+    request_end(code == PROTO_E_CANCELLED);
     va_list ap;
     va_start(ap, fmt);
     queue_error_v(code, rid, fmt, ap);
