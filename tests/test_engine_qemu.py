@@ -77,6 +77,8 @@ def test_qemu_candidates_match_manifest(qemu_report: str) -> None:
 
 
 def test_qemu_repeat_is_identical(qemu_report: str) -> None:
+    """The same image twice costs the same; only the 100 Hz SysTick handler (~30 instructions per
+    10^7) may land in one run more often than in the other."""
     first = next(ln for ln in qemu_report.splitlines() if ln.startswith("scene instructions "))
     again = next(ln for ln in qemu_report.splitlines() if ln.startswith("scene repeat_instructions "))
-    assert first.split()[2] == again.split()[2]
+    assert abs(int(first.split()[2]) - int(again.split()[2])) <= 200

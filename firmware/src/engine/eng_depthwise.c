@@ -71,24 +71,33 @@ __attribute__((always_inline)) static inline void dws1_body(const dw_layer_t *L,
                                                              int8_t *out0, int8_t *out1, int kind)
 {
     const int8_t *w = L->w, *p0 = rows[0], *p1 = rows[1], *p2 = rows[2];
+    const int32_t *bias = L->b, *mul = L->m, *sft = L->s;
     int32_t lo = L->lo, hi = L->hi;
     uint32_t c1 = L->c, c2 = 2u * L->c, c3 = 3u * L->c;
     for (uint16_t c = 0; c < L->c; c++, w += 9, p0++, p1++, p2++) {
-        uint32_t wa = dsp_load32(w), wb = dsp_load32(w + 3), wc = dsp_load32(w + 5);
-        uint32_t w02 = dsp_sxtb16(wa), w1x = dsp_sxtb16_ror8(wa); /* (w0, w2), (w1, w3) */
-        uint32_t w35 = dsp_sxtb16(wb), w4x = dsp_sxtb16_ror8(wb); /* (w3, w5), (w4, w6) */
-        uint32_t w57 = dsp_sxtb16(wc), w68 = dsp_sxtb16_ror8(wc); /* (w5, w7), (w6, w8) */
-        int32_t b = L->b[c];
-        uint32_t e0 = dsp_pack16(p0[0], p0[c2]), o0 = dsp_pack16(p0[c1], p0[c3]);
-        uint32_t e1 = dsp_pack16(p1[0], p1[c2]), o1 = dsp_pack16(p1[c1], p1[c3]);
-        uint32_t e2 = dsp_pack16(p2[0], p2[c2]), o2 = dsp_pack16(p2[c1], p2[c3]);
-        int32_t a0 = dsp_smlabb(w1x, o0, dsp_smlad(e0, w02, b));
-        int32_t a1 = dsp_smlabt(w1x, e0, dsp_smlad(o0, w02, b));
-        a0 = dsp_smlabb(w4x, o1, dsp_smlad(e1, w35, a0));
-        a1 = dsp_smlabt(w4x, e1, dsp_smlad(o1, w35, a1));
-        a0 = dsp_smlatb(w57, o2, dsp_smlad(e2, w68, a0));
-        a1 = dsp_smlatt(w57, e2, dsp_smlad(o2, w68, a1));
-        rq2_clamp(a0, a1, L->m[c], L->s[c], kind, lo, hi, &out0[c], &out1[c]);
+        /* row by row, so that only one row's weights and inputs are live at a time */
+        uint32_t wa = dsp_load32(w);
+        uint32_t e = dsp_pkhbt((uint32_t)(int32_t)p0[0], (uint32_t)(int32_t)p0[c2], 16);
+        uint32_t o = dsp_pkhbt((uint32_t)(int32_t)p0[c1], (uint32_t)(int32_t)p0[c3], 16);
+        uint32_t wp = dsp_sxtb16(wa), wm = dsp_sxtb16_ror8(wa); /* (w0, w2), (w1, w3) */
+        int32_t a0 = dsp_smlabb(wm, o, dsp_smlad(e, wp, *bias));
+        int32_t a1 = dsp_smlabt(wm, e, dsp_smlad(o, wp, *bias));
+        wa = dsp_load32(w + 3);
+        e = dsp_pkhbt((uint32_t)(int32_t)p1[0], (uint32_t)(int32_t)p1[c2], 16);
+        o = dsp_pkhbt((uint32_t)(int32_t)p1[c1], (uint32_t)(int32_t)p1[c3], 16);
+        wp = dsp_sxtb16(wa);       /* (w3, w5) */
+        wm = dsp_sxtb16_ror8(wa);  /* (w4, w6) */
+        a0 = dsp_smlabb(wm, o, dsp_smlad(e, wp, a0));
+        a1 = dsp_smlabt(wm, e, dsp_smlad(o, wp, a1));
+        wa = dsp_load32(w + 5);
+        e = dsp_pkhbt((uint32_t)(int32_t)p2[0], (uint32_t)(int32_t)p2[c2], 16);
+        o = dsp_pkhbt((uint32_t)(int32_t)p2[c1], (uint32_t)(int32_t)p2[c3], 16);
+        wp = dsp_sxtb16_ror8(wa);  /* (w6, w8) */
+        wm = dsp_sxtb16(wa);       /* (w5, w7): w7 in the top half */
+        a0 = dsp_smlatb(wm, o, dsp_smlad(e, wp, a0));
+        a1 = dsp_smlatt(wm, e, dsp_smlad(o, wp, a1));
+        rq2_clamp(a0, a1, *mul++, *sft++, kind, lo, hi, &out0[c], &out1[c]);
+        bias++;
     }
 }
 
