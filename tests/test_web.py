@@ -331,6 +331,14 @@ def test_upload_draws_the_api_boxes_over_the_photo(open_page: Callable[..., Sess
     assert str(len(result["boxes"])) in count or (not result["boxes"] and "No faces" in count)
     snap(session, "detect")
 
+    # The minimum-score filter hides weak boxes without asking the device again.
+    page.set_viewport_size({"width": 1440, "height": 900})
+    page.fill("#score-filter", "0.25")
+    kept = [b for b in result["boxes"] if b["score"] >= 0.25]
+    assert_same_boxes(overlay_boxes(page), kept)
+    page.fill("#score-filter", "0")
+    assert_same_boxes(overlay_boxes(page), result["boxes"])
+
 
 def test_frame_toggle_shows_the_device_frame_and_its_boxes(open_page: Callable[..., Session]) -> None:
     session = open_page(1440)

@@ -5,6 +5,7 @@
 import { detect } from "./api.js";
 import { renderError } from "./errors.js";
 import { clearScene, drawScene } from "./overlay.js";
+import { bindScoreInput, minScore, onMinScore } from "./scores.js";
 import { $, seconds, sleep } from "./ui.js";
 
 // The device sees 320x320 anyway; a 640 px JPEG keeps upload and decode small without losing detail.
@@ -18,6 +19,7 @@ const FRAME_TIMEOUT_S = 60;
 
 const el = {};
 let session = null; // {controller, stream, frames, doneTimes: number[], deviceTimes: number[]}
+let lastShot = null; // {width, height, boxes}: redrawn when the minimum score changes
 
 export function initCamera() {
   for (const id of ["camera-start", "camera-stop", "camera-error", "camera-video", "camera-overlay",
@@ -25,6 +27,8 @@ export function initCamera() {
     el[id] = $(`#${id}`);
   }
   el["camera-start"].addEventListener("click", start);
+  bindScoreInput($("#camera-score"), $("#camera-score-value"));
+  onMinScore(drawLast);
   el["camera-stop"].addEventListener("click", () => stopCamera("Stopped"));
   document.addEventListener("visibilitychange", () => {
     // A hidden tab would keep the device busy for frames nobody sees.
@@ -100,6 +104,7 @@ function resetStats() {
   el["camera-stats"].dataset.frames = "0";
   for (const id of ["cam-fps", "cam-device", "cam-e2e", "cam-faces"]) el[id].textContent = "–";
   clearScene(el["camera-overlay"]);
+  lastShot = null;
 }
 
 async function videoReady(video, signal) {
@@ -120,6 +125,13 @@ function capture(video) {
   return new Promise((resolve) => {
     canvas.toBlob((blob) => resolve({ blob, width: canvas.width, height: canvas.height }), "image/jpeg", JPEG_QUALITY);
   });
+}
+
+function drawLast() {
+  if (!lastShot) return;
+  const floor = minScore();
+  const boxes = lastShot.boxes.map((b, index) => ({ ...b, index })).filter((b) => b.score >= floor);
+  drawScene(el["camera-overlay"], { width: lastShot.width, height: lastShot.height, boxes, space: "camera" });
 }
 
 function mean(values) {
@@ -177,7 +189,8 @@ async function loop(s) {
     s.e2eTimes.push((now - started) / 1000);
     if (s.deviceTimes.length > FPS_WINDOW) s.deviceTimes.shift();
     if (s.e2eTimes.length > FPS_WINDOW) s.e2eTimes.shift();
-    drawScene(el["camera-overlay"], { width: shot.width, height: shot.height, boxes: answer.boxes, space: "camera" });
+    lastShot = { width: shot.width, height: shot.height, boxes: answer.boxes };
+    drawLast();
     const span = (s.doneTimes[s.doneTimes.length - 1] - s.doneTimes[0]) / 1000;
     const fps = s.doneTimes.length > 1 && span > 0 ? (s.doneTimes.length - 1) / span : NaN;
     el["cam-frames"].textContent = String(s.frames);

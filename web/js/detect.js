@@ -3,6 +3,7 @@
 import { cancelJob, createJob, followJob } from "./api.js";
 import { renderError } from "./errors.js";
 import { clearScene, drawScene, highlightBox } from "./overlay.js";
+import { bindScoreInput, minScore, onMinScore } from "./scores.js";
 import { $, bytes, h, hertz, integer, kv, percent, seconds, svg } from "./ui.js";
 
 // STM32F439ZI: 192 KB contiguous SRAM (the 64 KB CCM is not counted: the firmware does not use it).
@@ -74,6 +75,8 @@ export function initDetect({ isActive }) {
   });
 
   el["frame-toggle"].addEventListener("change", drawCurrent);
+  bindScoreInput($("#score-filter"), $("#score-filter-value"));
+  onMinScore(drawCurrent);
   el["detect-cancel"].addEventListener("click", () => stop(true));
 }
 
@@ -263,8 +266,14 @@ function drawCurrent() {
   if (!result) return;
   const overlay = el["detect-overlay"];
   const frameMode = el["frame-toggle"].checked && result.frame;
+  const floor = minScore();
+  // Indices stay those of the API's list, so a drawn box can always be traced back to the response.
+  const pick = (boxes) => boxes.map((b, index) => ({ ...b, index })).filter((b) => b.score >= floor);
   const n = result.boxes.length;
-  el["detect-count"].textContent = n === 0 ? "No faces found" : n === 1 ? "1 face" : `${n} faces`;
+  const shown = pick(result.boxes).length;
+  const noun = (k) => (k === 1 ? "face" : "faces");
+  el["detect-count"].textContent = n === 0 ? "No faces found"
+    : shown === n ? `${n} ${noun(n)}` : `${shown} of ${n} ${noun(n)} (score ≥ ${floor.toFixed(2)})`;
   if (frameMode) {
     const f = result.frame;
     const lb = result.letterbox;
@@ -272,7 +281,7 @@ function drawCurrent() {
       href: `data:image/png;base64,${f.png_base64}`,
       width: f.width,
       height: f.height,
-      boxes: f.boxes,
+      boxes: pick(f.boxes),
       space: "frame",
       area: { x: lb.pad_x, y: lb.pad_y, w: lb.scaled_width, h: lb.scaled_height },
     });
@@ -282,7 +291,7 @@ function drawCurrent() {
       (displayable ? "" : " (Your browser cannot display the original file format.)");
   } else if (displayable) {
     const im = result.image;
-    drawScene(overlay, { href: objectUrl, width: im.width, height: im.height, boxes: result.boxes, space: "original" });
+    drawScene(overlay, { href: objectUrl, width: im.width, height: im.height, boxes: pick(result.boxes), space: "original" });
     el["detect-caption"].textContent =
       `Your picture: ${im.width} × ${im.height} ${im.format}` +
       (im.exif_orientation !== 1 ? `, rotated by its EXIF orientation (${im.exif_orientation})` : "") +
@@ -290,20 +299,26 @@ function drawCurrent() {
   } else {
     clearScene(overlay);
   }
-  renderFaces(frameMode ? result.frame.boxes : result.boxes, frameMode ? "frame" : "picture");
+  renderFaces(pick(frameMode ? result.frame.boxes : result.boxes), frameMode ? "frame" : "picture", n);
 }
 
-function renderFaces(boxes, space) {
+function renderFaces(boxes, space, total) {
   const body = el["faces-body"];
   const overlay = el["detect-overlay"];
   if (!boxes.length) {
     body.replaceChildren(
       h("p", { class: "big-number" }, "0", h("small", { text: "faces" })),
-      h("p", { class: "note", text: "Nothing scored above the detection threshold. Small or turned faces are hard at 320×320." }),
+      h("p", {
+        class: "note",
+        text: total
+          ? `All ${total} boxes score below ${minScore().toFixed(2)}; lower the minimum score to see them.`
+          : "Nothing scored above the device's detection threshold. Small or turned faces are hard at 320×320.",
+      }),
     );
     return;
   }
-  const rows = boxes.map((b, i) => {
+  const rows = boxes.map((b) => {
+    const i = b.index;
     const tr = h("tr", {},
       h("td", { text: String(i + 1) }),
       h("td", { text: b.score.toFixed(2) }),
@@ -316,7 +331,8 @@ function renderFaces(boxes, space) {
     return tr;
   });
   body.replaceChildren(
-    h("p", { class: "big-number" }, String(boxes.length), h("small", { text: boxes.length === 1 ? "face" : "faces" })),
+    h("p", { class: "big-number" }, String(boxes.length),
+      h("small", { text: `${boxes.length === 1 ? "face" : "faces"}${boxes.length < total ? ` shown of ${total}` : ""}` })),
     h("div", { class: "table-wrap faces-scroll", tabindex: boxes.length > 8 ? "0" : null, "aria-label": "Detected boxes" },
       h("table", { class: "faces-table" },
         h("caption", { text: `Boxes in ${space} pixels` }),

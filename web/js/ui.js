@@ -69,6 +69,7 @@ export function integer(value) {
 
 export function hertz(value) {
   if (!value) return "unknown";
+  if (value >= 1e9) return `${(value / 1e9).toFixed(value % 1e9 ? 2 : 0)} GHz`;
   if (value >= 1e6) return `${(value / 1e6).toFixed(value % 1e6 ? 1 : 0)} MHz`;
   if (value >= 1e3) return `${(value / 1e3).toFixed(0)} kHz`;
   return `${value} Hz`;

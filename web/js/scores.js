@@ -1,0 +1,43 @@
+// The minimum score for drawing a box, shared by the detect and camera views and kept across visits.
+// The device returns every candidate that survives its own threshold and NMS; with an undertrained model
+// that can be dozens of weak boxes, and a person wants to look past them without asking the device again.
+
+const KEY = "rnnpool.minScore";
+const listeners = new Set();
+let value = load();
+
+function load() {
+  try {
+    const stored = Number(localStorage.getItem(KEY));
+    return Number.isFinite(stored) && stored >= 0 && stored <= 1 ? stored : 0;
+  } catch {
+    return 0;
+  }
+}
+
+export function minScore() {
+  return value;
+}
+
+export function onMinScore(fn) {
+  listeners.add(fn);
+}
+
+/** Wire a range input (and its <output>) to the shared value. */
+export function bindScoreInput(input, output) {
+  const paint = () => {
+    input.value = String(value);
+    if (output) output.textContent = value.toFixed(2);
+  };
+  paint();
+  listeners.add(paint);
+  input.addEventListener("input", () => {
+    value = Math.min(1, Math.max(0, Number(input.value) || 0));
+    try {
+      localStorage.setItem(KEY, String(value));
+    } catch {
+      // Not persisting is fine.
+    }
+    for (const fn of listeners) fn(value);
+  });
+}
