@@ -11,6 +11,7 @@ conditions are polled with page.evaluate (bounded) instead.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -85,16 +86,17 @@ def _get_json(url: str, timeout_s: float = 10.0) -> tuple[int, Any]:
         return exc.code, json.loads(exc.read() or b"null")
 
 
-@pytest.fixture(scope="module")
-def gateway() -> Iterator[str]:
-    """Base URL of `rnnpool serve --device sim`, once its simulated board has answered the handshake."""
-    _require_browser()
+@contextlib.contextmanager
+def running_gateway(devices: list[str], *, ready: bool, log_name: str) -> Iterator[str]:
+    """`rnnpool serve` on a free port; yields its base URL once it answers (and, if `ready`, has a device up)."""
     port = _free_port()
-    log_path = REPO_ROOT / "artifacts" / "web-gateway.log"
+    log_path = REPO_ROOT / "artifacts" / log_name
     log_path.parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, RNNPOOL_HEARTBEAT_S="1.0")
-    cmd = [sys.executable, "-m", "gateway.cli", "serve", "--device", "sim", "--host", "127.0.0.1",
-           "--port", str(port), "--log-level", "warning"]  # fmt: skip
+    cmd = [sys.executable, "-m", "gateway.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+           "--log-level", "warning"]  # fmt: skip
+    for device in devices:
+        cmd += ["--device", device]
     with log_path.open("wb") as log:
         proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)  # fmt: skip
@@ -107,17 +109,17 @@ def gateway() -> Iterator[str]:
                 pytest.fail(f"the gateway exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
             try:
                 status, body = _get_json(f"{base}/readyz", timeout_s=5.0)
-                if status == 200:
+                if status == 200 or not ready:
                     break
                 detail = str(body)
             except (OSError, ValueError) as exc:
                 detail = f"{type(exc).__name__}: {exc}"
             if time.monotonic() > deadline:
-                pytest.fail(f"the gateway's simulated board was not ready in {SERVER_START_S:.0f} s: {detail}")
+                pytest.fail(f"the gateway's devices were not ready in {SERVER_START_S:.0f} s: {detail}")
             time.sleep(0.25)
         yield base
     finally:
-        # The gateway runs in its own session: stop it (and the sim board it started) as one group.
+        # The gateway runs in its own session: stop it (and any sim board it started) as one group.
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGINT)
             try:
@@ -125,6 +127,22 @@ def gateway() -> Iterator[str]:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def gateway() -> Iterator[str]:
+    """`rnnpool serve --device sim`, once its simulated board has answered the handshake."""
+    _require_browser()
+    with running_gateway(["sim"], ready=True, log_name="web-gateway.log") as base:
+        yield base
+
+
+@pytest.fixture(scope="module")
+def deviceless_gateway() -> Iterator[str]:
+    """`rnnpool serve` with no device at all: every detection is refused with 503."""
+    _require_browser()
+    with running_gateway([], ready=False, log_name="web-gateway-deviceless.log") as base:
+        yield base
 
 
 # --------------------------------------------------------------------------------------------------
@@ -189,14 +207,14 @@ class Session:
 def open_page(request: pytest.FixtureRequest, gateway: str) -> Iterator[Callable[..., Session]]:
     sessions: list[Session] = []
 
-    def make(width: int = 1440, path: str = "/", *, camera: bool = False) -> Session:
+    def make(width: int = 1440, path: str = "/", *, camera: bool = False, base: str | None = None) -> Session:
         # Looked up lazily so that only the camera test starts the camera-flagged browser.
         browser: Browser = request.getfixturevalue("camera_browser" if camera else "browser")
         context = browser.new_context(viewport={"width": width, "height": 900}, accept_downloads=True)
         context.set_default_timeout(30_000)
-        session = Session(context, context.new_page(), gateway)
+        session = Session(context, context.new_page(), base or gateway)
         sessions.append(session)
-        session.page.goto(gateway + path)
+        session.page.goto(session.base + path)
         session.page.wait_for_selector("body[data-ready=true]", timeout=15_000)
         return session
 
@@ -503,3 +521,21 @@ def test_devices_view_lists_the_pool(open_page: Callable[..., Session], gateway:
     first = page.inner_text("#devices-updated")
     wait_until(page, f"document.querySelector('#devices-updated').textContent !== {json.dumps(first)}", 10, "refresh")
     snap(session, "devices")
+
+
+def test_no_device_is_explained_not_silent(open_page: Callable[..., Session], deviceless_gateway: str) -> None:
+    session = open_page(1440, base=deviceless_gateway)
+    page = session.page
+    page.wait_for_selector("#ready-pill[data-state=down]", timeout=10_000)
+    assert "No device ready" in page.inner_text("#ready-pill")
+    page.set_input_files("#file-input", str(dev_photo_paths(1)[0]))
+    page.wait_for_selector("#detect-error:not([hidden])", timeout=30_000)
+    assert page.get_attribute("#detect-error", "data-code") == "no_device_ready"
+    text = page.inner_text("#detect-error")
+    assert "No device is ready." in text and "Devices view" in text
+    assert "Try again in" in text  # from the Retry-After header
+    assert page.is_hidden("#detect-progress")
+
+    page.click("a[data-view=devices]")
+    page.wait_for_selector("#devices-list .card", timeout=10_000)
+    assert "No devices are configured" in page.inner_text("#devices-list")
