@@ -44,7 +44,7 @@ TARGETS = {
 LINE_STAGE = re.compile(r"^(\w+) stage (\w+) ticks (\d+) macs (\d+)")
 LINE_INSTR = re.compile(r"^(\w+) instructions (\d+) stack_high_water (\d+)")
 LINE_REPEAT = re.compile(r"^(\w+) repeat_instructions (\d+)")
-LINE_TOTALS = re.compile(r"^(\w+) engine_ticks (\d+) candidates (\d+) boxes (\d+)")
+LINE_TOTALS = re.compile(r"^(\w+) engine_ticks (\d+) candidates (\d+) boxes (\d+)(?: max_row (\d+))?")
 LINE_BOX = re.compile(r"^(\w+) box (-?\d+) (-?\d+) (-?\d+) (-?\d+) (\d+) (\d+)")
 LINE_VERDICT = re.compile(r"^(\w+): (ok|FAIL.*) \(")
 LINE_MEMORY = re.compile(r"^memory engine_ram (\d+) static_ram (\d+) ram (\d+) optimised_layers (\d+)")
@@ -91,6 +91,8 @@ def parse(text: str) -> dict:
             v["engine_instructions"] = int(m[2])
             v["candidates"] = int(m[3])
             v["box_count"] = int(m[4])
+            if m[5] is not None:
+                v["max_row_instructions"] = int(m[5])
         elif m := LINE_BOX.match(line):
             vec(m[1])["boxes"].append([int(g) for g in m.groups()[1:]])
         elif m := LINE_VERDICT.match(line):
@@ -211,6 +213,8 @@ def main() -> int:
     print(f"{'total':<14}{total_instr:>14,}{total_macs:>14,}{total_instr / total_macs:>11.2f}{100:>7.1f}%")
     print(f"  (stage sum {v['engine_instructions']:,}; the rest is the caller's loop and the clock reads)")
     print(f"  {total_instr / CORE_HZ:.3f} s at 168 MHz if 1 instruction per cycle (a lower bound on silicon)")
+    if "max_row_instructions" in v:
+        print(f"  longest engine_push_row: {v['max_row_instructions']:,} instructions (a patch row and all it feeds)")
     for name, x in vectors.items():
         ok = "ok" if x.get("boxes_match_golden") else "MISMATCH"
         print(
@@ -247,6 +251,7 @@ def main() -> int:
         "macs_total": total_macs,
         "instructions_per_mac": total_instr / total_macs,
         "seconds_at_168mhz_1ipc": total_instr / CORE_HZ,
+        "max_row_instructions": v.get("max_row_instructions"),
         "stages": {
             name: {**s, "instructions_per_mac": (s["instructions"] / s["macs"]) if s["macs"] else None}
             for name, s in stages.items()

@@ -754,6 +754,7 @@ int engine_push_row(const uint8_t *row)
         return ENGINE_E_TOO_MANY_ROWS;
     }
     st_begin(ENGINE_ST_CONV1);
+    uint32_t t_entry = g.st_last;
     uint16_t y = g.rows_in++;
     if ((y & 1) == 0) {
         memcpy(g.img_even, row, IN_W);
@@ -773,6 +774,8 @@ int engine_push_row(const uint8_t *row)
         }
     }
     st_switch(ENGINE_ST_CONV1);
+    uint32_t spent = g.st_last - t_entry;
+    g.stats.max_row_ticks = spent > g.stats.max_row_ticks ? spent : g.stats.max_row_ticks;
     return 0;
 }
 

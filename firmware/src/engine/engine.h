@@ -76,6 +76,8 @@ typedef struct {
     uint64_t macs[ENGINE_ST_COUNT];
     uint64_t total_ticks;            /* reset .. finish, including the caller's time between rows */
     uint64_t engine_ticks;           /* sum of ticks[] */
+    uint32_t max_row_ticks;          /* the longest engine_push_row call (every 8th row runs a
+                                      * patch row of RNNPool and everything downstream of it) */
 } engine_stage_stats_t;
 
 /* Stats of the last completed image (and of the one in progress, partially). */

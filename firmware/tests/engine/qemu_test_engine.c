@@ -121,8 +121,9 @@ int main(void)
                      engine_stage_name((engine_stage_t)s), (unsigned long)st->ticks[s], (unsigned long)st->macs[s]);
             say(line);
         }
-        snprintf(line, sizeof line, "%s engine_ticks %lu candidates %lu boxes %lu\r\n", vec->name,
-                 (unsigned long)st->engine_ticks, (unsigned long)s_res.candidates, (unsigned long)s_res.count);
+        snprintf(line, sizeof line, "%s engine_ticks %lu candidates %lu boxes %lu max_row %lu\r\n", vec->name,
+                 (unsigned long)st->engine_ticks, (unsigned long)s_res.candidates, (unsigned long)s_res.count,
+                 (unsigned long)st->max_row_ticks);
         say(line);
         for (uint32_t i = 0; i < s_res.count; i++) {
             const engine_box_t *b = &s_res.boxes[i];
