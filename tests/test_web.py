@@ -11,6 +11,7 @@ conditions are polled with page.evaluate (bounded) instead.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -87,7 +88,7 @@ def _get_json(url: str, timeout_s: float = 10.0) -> tuple[int, Any]:
 
 
 @contextlib.contextmanager
-def running_gateway(devices: list[str], *, ready: bool, log_name: str) -> Iterator[str]:
+def running_gateway(devices: list[str], *, ready: bool, log_name: str, token: str | None = None) -> Iterator[str]:
     """`rnnpool serve` on a free port; yields its base URL once it answers (and, if `ready`, has a device up)."""
     port = _free_port()
     log_path = REPO_ROOT / "artifacts" / log_name
@@ -97,6 +98,8 @@ def running_gateway(devices: list[str], *, ready: bool, log_name: str) -> Iterat
            "--log-level", "warning"]  # fmt: skip
     for device in devices:
         cmd += ["--device", device]
+    if token:
+        cmd += ["--token", token]
     with log_path.open("wb") as log:
         proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)  # fmt: skip
@@ -137,11 +140,14 @@ def gateway() -> Iterator[str]:
         yield base
 
 
+DEVICELESS_TOKEN = "web-test-token"
+
+
 @pytest.fixture(scope="module")
 def deviceless_gateway() -> Iterator[str]:
-    """`rnnpool serve` with no device at all: every detection is refused with 503."""
+    """`rnnpool serve --token ...` with no device at all: /v1 needs the token, then refuses detections (503)."""
     _require_browser()
-    with running_gateway([], ready=False, log_name="web-gateway-deviceless.log") as base:
+    with running_gateway([], ready=False, log_name="web-gateway-deviceless.log", token=DEVICELESS_TOKEN) as base:
         yield base
 
 
@@ -523,19 +529,58 @@ def test_devices_view_lists_the_pool(open_page: Callable[..., Session], gateway:
     snap(session, "devices")
 
 
-def test_no_device_is_explained_not_silent(open_page: Callable[..., Session], deviceless_gateway: str) -> None:
+def test_token_and_no_device_are_explained(open_page: Callable[..., Session], deviceless_gateway: str) -> None:
     session = open_page(1440, base=deviceless_gateway)
     page = session.page
     page.wait_for_selector("#ready-pill[data-state=down]", timeout=10_000)
     assert "No device ready" in page.inner_text("#ready-pill")
-    page.set_input_files("#file-input", str(dev_photo_paths(1)[0]))
-    page.wait_for_selector("#detect-error:not([hidden])", timeout=30_000)
-    assert page.get_attribute("#detect-error", "data-code") == "no_device_ready"
+    photo = str(dev_photo_paths(1)[0])
+
+    # Without the token: told to enter it, where.
+    page.set_input_files("#file-input", photo)
+    page.wait_for_selector("#detect-error[data-code=unauthorized]", timeout=30_000)
+    assert "needs an access token" in page.inner_text("#detect-error")
+
+    # With it: the request goes through and meets the empty pool, which is explained too.
+    page.click(".token summary")
+    page.fill("#token-input", DEVICELESS_TOKEN)
+    page.press("#token-input", "Enter")
+    page.set_input_files("#file-input", photo)
+    page.wait_for_selector("#detect-error[data-code=no_device_ready]", timeout=30_000)
     text = page.inner_text("#detect-error")
     assert "No device is ready." in text and "Devices view" in text
     assert "Try again in" in text  # from the Retry-After header
     assert page.is_hidden("#detect-progress")
+    snap(session, "detect-no-device")
 
     page.click("a[data-view=devices]")
     page.wait_for_selector("#devices-list .card", timeout=10_000)
     assert "No devices are configured" in page.inner_text("#devices-list")
+
+
+def test_drop_and_paste_start_a_detection(open_page: Callable[..., Session]) -> None:
+    session = open_page(1440)
+    page = session.page
+    photo = dev_photo_paths(1)[0]
+    payload = base64.b64encode(photo.read_bytes()).decode("ascii")
+    make_transfer = """(b64) => {
+        const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+        const dt = new DataTransfer();
+        dt.items.add(new File([bytes], "photo.jpg", { type: "image/jpeg" }));
+        return dt;
+    }"""
+    transfer = page.evaluate_handle(make_transfer, payload)
+    page.dispatch_event("#dropzone", "drop", {"dataTransfer": transfer})
+    page.wait_for_selector("#detect-stage[data-state=done]", timeout=DETECT_S * 1000)
+    first = page.get_attribute("#detect-stage", "data-job-id")
+    assert_same_boxes(overlay_boxes(page), finished_job(session)["boxes"])
+
+    page.evaluate(
+        f"""(b64) => {{
+            const dt = ({make_transfer})(b64);
+            document.body.dispatchEvent(new ClipboardEvent("paste", {{ clipboardData: dt, bubbles: true }}));
+        }}""",
+        payload,
+    )
+    page.wait_for_selector(f"#detect-stage[data-state=done]:not([data-job-id='{first}'])", timeout=DETECT_S * 1000)
+    assert_same_boxes(overlay_boxes(page), finished_job(session)["boxes"])

@@ -2,7 +2,7 @@
 
 import { imageForm, request } from "./api.js";
 import { renderError } from "./errors.js";
-import { $, bytes, h, integer, seconds, svg } from "./ui.js";
+import { $, announce, bytes, h, integer, seconds, svg } from "./ui.js";
 
 // The benchmark call answers only at the end; the device's request counters show how far it got.
 const PROGRESS_POLL_MS = 700;
@@ -103,6 +103,7 @@ async function start() {
     else el["bench-bar"].value = Math.min(1, finishedRuns / total);
   };
   tick();
+  announce(`Benchmark started: ${total} runs.`);
   const clock = setInterval(tick, 250);
   let polling = true;
   (async () => {
@@ -124,6 +125,7 @@ async function start() {
       timeoutMs: total * PER_RUN_BUDGET_S * 1000,
     });
     renderReport(report);
+    announce(`Benchmark finished: ${report.n} runs, median end to end ${seconds(report.summary.end_to_end_s.median)}.`);
   } catch (err) {
     el["bench-results"].dataset.state = "failed";
     renderError(el["bench-error"], err);

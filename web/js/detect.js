@@ -4,7 +4,7 @@ import { cancelJob, createJob, followJob } from "./api.js";
 import { renderError } from "./errors.js";
 import { clearScene, drawScene, highlightBox } from "./overlay.js";
 import { bindScoreInput, minScore, onMinScore } from "./scores.js";
-import { $, bytes, h, hertz, integer, kv, percent, seconds, svg } from "./ui.js";
+import { $, announce, bytes, h, hertz, integer, kv, percent, seconds, svg } from "./ui.js";
 
 // STM32F439ZI: 192 KB contiguous SRAM (the 64 KB CCM is not counted: the firmware does not use it).
 const F439_RAM_BYTES = 192 * 1024;
@@ -14,6 +14,13 @@ const MCU_RAM_CEILING = 16 * 1024 * 1024;
 // RNNPool paper, Table 5: RNNPool-Face-M4 peak RAM.
 const PAPER_PEAK_RAM_BYTES = 188 * 1000;
 const STEPS = ["uploading", "queued", "transmitting", "computing", "done"];
+const STEP_NAMES = {
+  uploading: "Uploading the image",
+  queued: "Queued for a device",
+  transmitting: "Sending the frame to the device",
+  computing: "The device is computing",
+  done: "Detection finished",
+};
 const PREVIEW_TIMEOUT_MS = 10000;
 
 const el = {};
@@ -135,6 +142,8 @@ export async function run(file) {
     if (current !== job) return;
     setProgress("done", 1, "Done");
     showResult(answer);
+    const n = answer.boxes.length;
+    announce(`Detection finished: ${n === 0 ? "no faces" : n === 1 ? "1 face" : `${n} faces`} found.`);
   } catch (err) {
     if (current !== job) return;
     stopProgress();
@@ -216,7 +225,10 @@ function setProgress(step, fraction, text) {
   }
   el["detect-progress"].dataset.step = step;
   const seen = (el["detect-progress"].dataset.seen || "").split(",").filter(Boolean);
-  if (!seen.includes(step)) el["detect-progress"].dataset.seen = [...seen, step].join(",");
+  if (!seen.includes(step)) {
+    el["detect-progress"].dataset.seen = [...seen, step].join(",");
+    if (step !== "done") announce(STEP_NAMES[step]);
+  }
   const bar = el["detect-bar"];
   if (fraction === null) bar.removeAttribute("value");
   else bar.value = Math.min(1, Math.max(0, fraction));

@@ -102,3 +102,12 @@ export function sleep(ms, signal) {
     signal?.addEventListener("abort", () => { clearTimeout(timer); resolve(); }, { once: true });
   });
 }
+
+/** Tell screen-reader users about a milestone (stage change, run finished) without moving focus. */
+export function announce(text) {
+  const region = document.getElementById("announcer");
+  if (!region) return;
+  // Clearing first makes a repeated message ("Done" twice in a row) be read again.
+  region.textContent = "";
+  setTimeout(() => { region.textContent = text; }, 50);
+}
