@@ -545,6 +545,7 @@ def test_token_and_no_device_are_explained(open_page: Callable[..., Session], de
     page.click(".token summary")
     page.fill("#token-input", DEVICELESS_TOKEN)
     page.press("#token-input", "Enter")
+    assert page.inner_text("#token-status") == "Saved for this tab."
     page.set_input_files("#file-input", photo)
     page.wait_for_selector("#detect-error[data-code=no_device_ready]", timeout=30_000)
     text = page.inner_text("#detect-error")
@@ -552,6 +553,12 @@ def test_token_and_no_device_are_explained(open_page: Callable[..., Session], de
     assert "Try again in" in text  # from the Retry-After header
     assert page.is_hidden("#detect-progress")
     snap(session, "detect-no-device")
+
+    # A busy or missing device is worth retrying as is; the button does that, and is answered again.
+    page.set_viewport_size({"width": 1440, "height": 900})
+    with page.expect_response(lambda r: "/v1/jobs" in r.url and r.request.method == "POST", timeout=30_000):
+        page.click("#detect-error button:has-text('Try again')")
+    page.wait_for_selector("#detect-error[data-code=no_device_ready]", timeout=30_000)
 
     page.click("a[data-view=devices]")
     page.wait_for_selector("#devices-list .card", timeout=10_000)

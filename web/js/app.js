@@ -71,7 +71,9 @@ function initToken() {
   input.value = getToken();
   $("#token-form").addEventListener("submit", (e) => {
     e.preventDefault();
-    setToken(input.value.trim());
+    const value = input.value.trim();
+    setToken(value);
+    $("#token-status").textContent = value ? "Saved for this tab." : "Cleared.";
     pollReady();
   });
 }

@@ -128,7 +128,7 @@ async function start() {
     announce(`Benchmark finished: ${report.n} runs, median end to end ${seconds(report.summary.end_to_end_s.median)}.`);
   } catch (err) {
     el["bench-results"].dataset.state = "failed";
-    renderError(el["bench-error"], err);
+    renderError(el["bench-error"], err, start);
   } finally {
     polling = false;
     clearInterval(clock);

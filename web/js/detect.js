@@ -152,7 +152,7 @@ export async function run(file) {
     if (err.code === "aborted") {
       el["detect-count"].textContent = "Cancelled";
     } else {
-      renderError(el["detect-error"], err);
+      renderError(el["detect-error"], err, () => run(file));
       el["detect-count"].textContent = "";
       if (!displayable) el["detect-stage"].hidden = true;
     }

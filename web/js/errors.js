@@ -69,7 +69,6 @@ const BY_CODE = {
     "This browser cannot open the camera here.",
     "Cameras need a secure page (https or localhost) and a current browser.",
   ],
-  browser_cannot_show: () => ["", ""],
 };
 
 const BY_STATUS = {
@@ -98,8 +97,21 @@ export function explain(err) {
   return { title: pair[0], hint: pair[1], detail: message, tag: bits.join(", ") };
 }
 
-/** Show an error in `container` (a role=alert region), or hide it when `err` is null. */
-export function renderError(container, err) {
+// Worth a second attempt without changing anything: the device or the gateway was busy or failed.
+const RETRIABLE = new Set([
+  "queue_full", "too_many_jobs", "no_device_ready", "device_deadline_exceeded", "device_error",
+  "network_error", "client_timeout", "internal_error",
+]);
+
+export function isRetriable(err) {
+  return Boolean(err && (RETRIABLE.has(err.code) || err.status >= 500));
+}
+
+/**
+ * Show an error in `container` (a role=alert region), or hide it when `err` is null. With `retry`,
+ * retriable errors get a "Try again" button that calls it.
+ */
+export function renderError(container, err, retry = null) {
   container.replaceChildren();
   if (!err) {
     container.hidden = true;
@@ -113,6 +125,9 @@ export function renderError(container, err) {
     hint ? h("p", { class: "error-hint", text: hint }) : null,
     detail || tag
       ? h("p", { class: "error-detail" }, detail ? `The gateway said: ${detail}` : "", tag ? [" ", h("code", { text: `(${tag})` })] : null)
+      : null,
+    retry && isRetriable(err)
+      ? h("p", { class: "error-actions" }, h("button", { type: "button", class: "btn", onclick: retry, text: "Try again" }))
       : null,
   );
   container.hidden = false;
