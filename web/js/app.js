@@ -38,7 +38,13 @@ function route() {
 
 async function pollReady() {
   const pill = $("#ready-pill");
-  const text = pill.querySelector(".status-text");
+  const label = pill.querySelector(".status-text");
+  // Only real changes touch the role=status region; rewriting the same words would be read out again.
+  const text = {
+    set textContent(value) {
+      if (label.textContent !== value) label.textContent = value;
+    },
+  };
   try {
     const body = await request("/readyz", { timeoutMs: 5000 });
     pill.dataset.state = "ready";
