@@ -217,6 +217,8 @@ def open_page(request: pytest.FixtureRequest, gateway: str) -> Iterator[Callable
         # Looked up lazily so that only the camera test starts the camera-flagged browser.
         browser: Browser = request.getfixturevalue("camera_browser" if camera else "browser")
         context = browser.new_context(viewport={"width": width, "height": 900}, accept_downloads=True)
+        # The viewer hides boxes below 0.5 by default; these tests compare every box the API returned.
+        context.add_init_script("localStorage.setItem('rnnpool.minScore', '0')")
         context.set_default_timeout(30_000)
         session = Session(context, context.new_page(), base or gateway)
         sessions.append(session)

@@ -3,15 +3,19 @@
 // that can be dozens of weak boxes, and a person wants to look past them without asking the device again.
 
 const KEY = "rnnpool.minScore";
+// The device keeps candidates down to 0.05 so accuracy can be measured over the whole precision-recall
+// curve; a person looking at a photo wants the confident ones first.
+const DEFAULT = 0.5;
 const listeners = new Set();
 let value = load();
 
 function load() {
   try {
     const stored = Number(localStorage.getItem(KEY));
-    return Number.isFinite(stored) && stored >= 0 && stored <= 1 ? stored : 0;
+    const raw = localStorage.getItem(KEY);
+    return raw !== null && Number.isFinite(stored) && stored >= 0 && stored <= 1 ? stored : DEFAULT;
   } catch {
-    return 0;
+    return DEFAULT;
   }
 }
 
