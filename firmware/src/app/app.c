@@ -25,7 +25,9 @@
 _Static_assert(DATA_ROWS_PER_FRAME >= 1u, "a row must fit in one DATA frame");
 
 /* Largest message the device sends: RESULT with every box (id, 3 x u64 ticks, peak RAM, stack,
- * count, 10 bytes a box). Nothing else comes close (HELLO < 150 B, STATS < 300 B). */
+ * count, 10 bytes a box; docs/protocol.md section 2). Nothing else comes close (HELLO < 150 B,
+ * STATS < 300 B). Sized to it rather than PROTO_MAX_WIRE to save 350 B of RAM; should the layout
+ * grow, proto_encode refuses the RESULT and test_app.c's 64-box image fails. */
 #define RESULT_PAYLOAD_MAX (4u + 3u * 8u + 4u + 4u + 1u + PROTO_MAX_BOXES * 10u)
 #define TX_WIRE_BYTES (1u + PROTO_WIRE_BYTES(RESULT_PAYLOAD_MAX)) /* + the leading 0x00 */
 /* Outgoing sequenced messages waiting for their ACK, stored as header + payload (no CRC). A full
@@ -72,7 +74,6 @@ static struct {
     uint16_t tx_seq;
     outstanding_t out;
     size_t txq_used;
-    uint32_t txq_refused;      /* messages that did not fit (never expected) */
     /* SET_BAUD awaiting confirmation */
     bool baud_probe;
     uint32_t baud_old;
@@ -267,12 +268,12 @@ static void txq_pop(void)
     txq_pump();
 }
 
-/* Queues a device -> host message. Returns false (and counts it) if it does not fit. */
+/* Queues a device -> host message. Returns false if it does not fit (the queue holds a full
+ * RESULT with its STATS and more; test_app.c sends a 64-box RESULT). */
 static bool txq_push(uint8_t type, const void *body)
 {
     size_t n;
     if (proto_encode(type, 0u, 0u, body, s_wire + 1, sizeof s_wire - 1u, &n) != PROTO_OK) {
-        g.txq_refused++;
         return false;
     }
     /* Back to header | payload | CRC, straight into the queue: the codec keeps its payload
@@ -280,7 +281,6 @@ static bool txq_push(uint8_t type, const void *body)
      * (the sequence number and flags change on the wire, so it is recomputed per send). */
     const long raw = proto_cobs_decode(s_wire + 1, n - 1u, s_txq + g.txq_used, TXQ_BYTES - g.txq_used);
     if (raw < (long)PROTO_MIN_RAW) {
-        g.txq_refused++;
         return false;
     }
     g.txq_used += (size_t)raw - PROTO_CRC_BYTES;
