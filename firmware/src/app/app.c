@@ -364,6 +364,8 @@ static const uint8_t k_stage_id[ENGINE_ST_COUNT] = {
     [ENGINE_ST_NMS] = PROTO_STAGE_NMS,
 };
 
+_Static_assert(ENGINE_ST_COUNT == 11, "a new engine stage needs its protocol stage id in k_stage_id");
+
 static void stats_add(proto_stats_t *s, uint8_t id, uint64_t ticks)
 {
     for (unsigned i = 0; i < s->n_stages; i++) {
