@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import json
 import os
 import random
 import re
@@ -26,6 +25,7 @@ from typing import Any, TypeVar
 import numpy as np
 import pytest
 import serial
+from conftest import dev_photos
 
 from gateway import device as dev
 from gateway import protocol as P
@@ -37,7 +37,6 @@ pytestmark = pytest.mark.timeout(240)
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL_DIR = REPO / "firmware" / "model"
-DATASET = REPO.parent / "shared" / "datasets" / "faces"
 POLL_S = 0.02
 M = TypeVar("M")
 Msg = P.AnyMessage | tuple[int, bytes]
@@ -84,18 +83,7 @@ def reference_boxes(frame: np.ndarray) -> list[dev.Box]:
 
 def dev_frames(count: int) -> list[np.ndarray]:
     """The first `count` dev-split photos, letterboxed to the device frame (read now, never stored)."""
-    index = DATASET / "dev.jsonl"
-    if not index.exists():
-        pytest.skip(f"dataset not found at {DATASET}")
-    frames = []
-    with index.open() as fh:
-        for line in fh:
-            rec = json.loads(line)
-            frame, _ = letterbox_bytes((DATASET / rec["image"]).read_bytes())
-            frames.append(frame)
-            if len(frames) == count:
-                break
-    return frames
+    return [letterbox_bytes(data)[0] for _, data in dev_photos(count)]
 
 
 # ------------------------------------------------------------------------------------ raw host side
