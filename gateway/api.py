@@ -17,6 +17,7 @@ import io
 import logging
 import re
 import secrets
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable
@@ -438,18 +439,23 @@ async def create_job(
     decoded = await decode(state, data, pool.frame_size())
     deadline = _timeout(state, timeout_s)
     # Submitting before answering 202 means a full queue or no device is reported now (429/503),
-    # not discovered later by polling.
+    # not discovered later by polling. Progress can start before the job record exists, so the
+    # first events are held and replayed in order once it does.
+    early: list[tuple[str, dict[str, Any]]] = []
     holder: dict[str, Job] = {}
+    lock = threading.Lock()
 
     def progress(stage: str, info: dict[str, Any]) -> None:
-        job = holder.get("job")
-        if job is not None:
-            state.jobs.progress_callback(job)(stage, info)
+        with lock:
+            job = holder.get("job")
+            if job is None:
+                early.append((stage, dict(info)))
+                return
+        state.jobs.progress_callback(job)(stage, info)
 
     future, cancel = pool.submit(decoded.frame, timeout_s=deadline, progress=progress, device=device)
 
     async def run(job: Job) -> dict[str, Any]:
-        job.cancel = cancel.set
         try:
             outcome = await asyncio.wait_for(asyncio.wrap_future(future), deadline + _DEADLINE_GRACE_S)
         except TimeoutError as exc:
@@ -470,7 +476,12 @@ async def create_job(
     except GatewayError:
         cancel.set()
         raise
-    holder["job"] = job
+    job.cancel = cancel.set
+    with lock:
+        holder["job"] = job
+        replay, early[:] = list(early), []
+    for stage, info in replay:
+        state.jobs.record_progress(job, stage, info)
     body = schemas.JobCreated(
         id=job.id, state="queued", status_url=f"/v1/jobs/{job.id}", events_url=f"/v1/jobs/{job.id}/events"
     )

@@ -150,11 +150,12 @@ class JobStore:
         loop = self._loop or asyncio.get_running_loop()
 
         def callback(stage: str, data: dict[str, Any]) -> None:
-            loop.call_soon_threadsafe(self._progress, job, stage, dict(data))
+            loop.call_soon_threadsafe(self.record_progress, job, stage, dict(data))
 
         return callback
 
-    def _progress(self, job: Job, stage: str, data: dict[str, Any]) -> None:
+    def record_progress(self, job: Job, stage: str, data: dict[str, Any]) -> None:
+        """Apply one progress report (on the loop's thread)."""
         if job.finished:
             return
         if stage == "transmitting":
