@@ -17,11 +17,15 @@ from gateway.sim import SimDevice
 
 pytestmark = pytest.mark.anyio
 
-UPLOADS = hostile_uploads()
+
+@pytest.fixture(scope="module")
+def uploads() -> list[Upload]:
+    # Built per module, not at import: two of them are 60 MB bodies.
+    return hostile_uploads()
 
 
-def test_corpus_is_big_enough() -> None:
-    refused = [u for u in UPLOADS if u.status is not None]
+def test_corpus_is_big_enough(uploads: list[Upload]) -> None:
+    refused = [u for u in uploads if u.status is not None]
     assert len(refused) >= 25
     assert {u.status for u in refused} == {413, 415, 422}
 
@@ -40,9 +44,9 @@ async def _check(client: httpx.AsyncClient, upload: Upload, accepted_status: int
         assert body["image"]["width"] > 0 and isinstance(body["boxes"], list)
 
 
-async def test_corpus_without_device() -> None:
+async def test_corpus_without_device(uploads: list[Upload]) -> None:
     async with running_app(fast_settings([])) as (_, client):
-        for upload in UPLOADS:
+        for upload in uploads:
             await _check(client, upload, accepted_status=503)
         health = await client.get("/healthz")
         assert health.status_code == 200
@@ -50,9 +54,9 @@ async def test_corpus_without_device() -> None:
         assert 'rnnpool_rejected_uploads_total{code="too_many_pixels"}' in metrics
 
 
-async def test_corpus_with_device(sim_device: SimDevice) -> None:
+async def test_corpus_with_device(sim_device: SimDevice, uploads: list[Upload]) -> None:
     async with running_app(fast_settings([sim_device.url]), wait_ready_s=20) as (_, client):
-        for upload in UPLOADS:
+        for upload in uploads:
             await _check(client, upload, accepted_status=200)
         # Still serving, and the device was never disturbed by the refused ones.
         response = await client.post("/v1/detect", content=jpeg(320, 240), headers={"content-type": "image/jpeg"})
