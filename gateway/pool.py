@@ -338,6 +338,17 @@ class _Worker:
             self._drop_session(f"heartbeat failed: {type(exc).__name__}: {exc}")
 
     def _serve(self, request: _Request) -> None:
+        try:
+            self._run_request(request)
+        finally:
+            # take() marked the device busy; every path out of a request, including the early
+            # refusals, must leave a connected device idle again.
+            with self.pool.cond:
+                if self.session is not None and self.state == DeviceState.BUSY:
+                    self.state = DeviceState.READY
+                self.pool.cond.notify_all()
+
+    def _run_request(self, request: _Request) -> None:
         from gateway import device as dev
 
         session = self.session

@@ -213,3 +213,15 @@ def test_two_devices_share_work_and_survive_one_dying(protocol_firmware: object)
             assert outcome.device.url == b.url
         wait_for(lambda: p.devices_ready() == 1, 10, "the crash to be noticed")
         assert p.submit(frames(1)[0])[0].result(60).device.url == b.url
+
+
+def test_requests_refused_before_the_device_leave_it_idle(pool: DevicePool) -> None:
+    cancel = threading.Event()
+    cancel.set()
+    future, _ = pool.submit(frames(1)[0], cancel=cancel)
+    with pytest.raises(ClientGoneError):
+        future.result(30)
+    wrong_shape = np.zeros((240, 320), np.uint8)
+    with pytest.raises(DeviceFailedError):
+        pool.submit(wrong_shape)[0].result(30)
+    wait_for(lambda: pool.snapshots()[0].state == DeviceState.READY, 5, "the device to be idle again")
