@@ -246,7 +246,7 @@ async def await_unless_disconnected(request: Request, awaitable: Awaitable[T], t
 
 def _frame_png(frame: np.ndarray) -> str:
     buf = io.BytesIO()
-    Image.fromarray(frame, mode="L").save(buf, format="PNG", optimize=False)
+    Image.fromarray(np.ascontiguousarray(frame, dtype=np.uint8)).save(buf, format="PNG")
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 

@@ -122,6 +122,7 @@ def _sample(index: int, image: PreparedImage, outcome: Outcome, end_to_end_s: fl
         peak_ram_bytes=int(result.peak_ram_bytes),
         stack_high_water_bytes=int(result.stack_high_water_bytes),
         boxes=len(result.boxes),
+        stage_ticks={str(k): int(v) for k, v in (getattr(result, "stage_ticks", None) or {}).items()},
     )
 
 

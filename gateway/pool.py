@@ -77,6 +77,7 @@ class Session(Protocol):
         deadline_s: float | None = None,
         progress: ProgressFn | None = None,
         cancel: threading.Event | None = None,
+        stats: bool = False,
     ) -> Any: ...
 
     def close(self) -> None: ...
@@ -382,7 +383,10 @@ class _Worker:
         self.state = DeviceState.BUSY
         request.attempts += 1
         try:
-            result = session.detect(request.frame, deadline_s=remaining, progress=progress, cancel=request.cancel)
+            # stats=True: the per-stage tick counts cost the device one small extra message.
+            result = session.detect(
+                request.frame, deadline_s=remaining, progress=progress, cancel=request.cancel, stats=True
+            )
         except dev.Cancelled:
             self.requests_cancelled += 1
             request.fail(ClientGoneError("the request was cancelled"))

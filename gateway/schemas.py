@@ -229,6 +229,7 @@ class BenchmarkSample(_Model):
     peak_ram_bytes: int
     stack_high_water_bytes: int
     boxes: int
+    stage_ticks: dict[str, int] = Field(default_factory=dict, description="device ticks per model stage")
 
 
 class BenchmarkImage(_Model):

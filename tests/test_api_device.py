@@ -74,6 +74,7 @@ async def test_detect_real_photos_match_the_device_session(sim_device: SimDevice
                 assert 0 <= box["score"] <= 1
             timings = body["timings"]
             assert timings["ticks_total"] > 0 and timings["tick_unit"] in ("ns", "cycles", "instructions")
+            assert timings["stage_ticks"] and all(t >= 0 for t in timings["stage_ticks"].values())
             if timings["clock_hz"]:
                 assert timings["seconds_total"] == pytest.approx(timings["ticks_total"] / timings["clock_hz"])
             assert body["memory"]["peak_ram_bytes"] > 0
