@@ -1,4 +1,4 @@
-"""Wire protocol v1 between the gateway and the device (spec: docs/protocol.md).
+"""Wire protocol v2 between the gateway and the device (spec: docs/protocol.md).
 
 A frame on the wire is ``COBS(header | payload | CRC-32) 0x00``; the header is
 ``type u8 | flags u8 | seq u16 | length u16``, little-endian like everything else. This module is
@@ -15,7 +15,7 @@ from dataclasses import dataclass, fields
 from enum import IntEnum
 from typing import Any, ClassVar, TypeAlias
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 HEADER_BYTES = 6
 CRC_BYTES = 4
 MAX_PAYLOAD = 1024
@@ -29,6 +29,9 @@ MAX_STAGES = 32
 MAX_NAME_BYTES = 32
 MAX_TEXT_BYTES = 120
 SEQ_MOD = 1 << 16
+# Largest fragment payload LINK_CONFIG may set; a message is still at most MAX_PAYLOAD bytes.
+MTU_MIN = 16
+MTU_MAX = MAX_PAYLOAD
 
 _HEADER = struct.Struct("<BBHH")
 
@@ -46,6 +49,7 @@ class MsgType(IntEnum):
     CANCEL = 0x13
     SET_BAUD = 0x14
     RESET = 0x15
+    LINK_CONFIG = 0x16
     PONG = 0x20
     RESULT = 0x21
     STATS = 0x22
@@ -59,6 +63,7 @@ def is_sequenced(msg_type: int) -> bool:
 
 class Flag(IntEnum):
     RETRANSMIT = 0x01  # informational: this copy is a retransmission
+    MORE = 0x02  # the message's payload continues in the next sequenced frame (same direction)
 
 
 class NakReason(IntEnum):
@@ -124,7 +129,7 @@ def stage_name(stage_id: int) -> str:
 class ProtocolError(Exception):
     """A frame or payload that cannot be decoded. ``kind`` is one of the names used in the vectors."""
 
-    KINDS = ("overflow", "cobs", "short", "crc", "length", "unknown_type", "bad_payload")
+    KINDS = ("overflow", "cobs", "short", "crc", "length", "unknown_type", "bad_payload", "fragment")
 
     def __init__(self, kind: str, detail: str = "") -> None:
         assert kind in self.KINDS, kind
@@ -512,6 +517,22 @@ class SetBaud:
 
 
 @dataclass(frozen=True)
+class LinkConfig:
+    """Largest fragment payload, both ways, from the next message on (docs/protocol.md section 3)."""
+
+    TYPE: ClassVar[MsgType] = MsgType.LINK_CONFIG
+    mtu: int
+
+    def encode_payload(self) -> bytes:
+        return struct.pack("<H", self.mtu)
+
+    @classmethod
+    def decode_payload(cls, p: bytes) -> LinkConfig:
+        _expect_len(p, 2, "LINK_CONFIG")
+        return cls(*struct.unpack("<H", p))
+
+
+@dataclass(frozen=True)
 class Reset:
     TYPE: ClassVar[MsgType] = MsgType.RESET
 
@@ -624,13 +645,30 @@ class Error:
 
 
 AnyMessage: TypeAlias = (
-    Ack | Nak | HelloRequest | Hello | Ping | Pong | Detect | Data | Cancel | SetBaud | Reset | Result | Stats | Error
+    Ack
+    | Nak
+    | HelloRequest
+    | Hello
+    | Ping
+    | Pong
+    | Detect
+    | Data
+    | Cancel
+    | SetBaud
+    | LinkConfig
+    | Reset
+    | Result
+    | Stats
+    | Error
 )
 
 MESSAGE_CLASSES: dict[int, Any] = {
     int(c.TYPE): c
-    for c in (Ack, Nak, HelloRequest, Hello, Ping, Pong, Detect, Data, Cancel, SetBaud, Reset, Result, Stats, Error)
-}
+    for c in (
+        Ack, Nak, HelloRequest, Hello, Ping, Pong, Detect, Data, Cancel, SetBaud, LinkConfig, Reset, Result, Stats,
+        Error,
+    )
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -708,6 +746,57 @@ def packet_from_fields(d: dict[str, Any]) -> Packet:
     return Packet(cls(**kwargs), seq, flags)
 
 
+def fragment(payload: bytes, mtu: int) -> list[tuple[bytes, int]]:
+    """(payload piece, flags) of the frames that carry one message at this MTU: MORE on all but the
+    last. An empty payload is one empty frame."""
+    if mtu < 1:
+        raise ValueError("mtu must be positive")
+    pieces = [payload[i : i + mtu] for i in range(0, len(payload), mtu)] or [b""]
+    return [(p, int(Flag.MORE) if i < len(pieces) - 1 else 0) for i, p in enumerate(pieces)]
+
+
+class Reassembler:
+    """Joins the fragments (flag MORE) of sequenced frames taken in order into whole messages.
+
+    Bounded like the C receiver: a message of more than MAX_PAYLOAD bytes gives
+    ProtocolError("overflow"), a fragment of another type than the message it continues gives
+    ProtocolError("fragment"); either way the partial message is dropped.
+    """
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._type: int | None = None
+
+    def reset(self) -> None:
+        self._buf.clear()
+        self._type = None
+
+    @property
+    def pending(self) -> int:
+        """Payload bytes of the open message taken so far."""
+        return len(self._buf)
+
+    def feed(self, frame: Frame) -> Frame | None:
+        """The whole message once its last fragment arrives (flags of that fragment), else None."""
+        more = bool(frame.flags & Flag.MORE)
+        if self._type is None:
+            if not more:
+                return frame
+            self._type = frame.type
+        elif frame.type != self._type:
+            self.reset()
+            raise ProtocolError("fragment", f"type 0x{frame.type:02x} inside a 0x{self._type or 0:02x} message")
+        if len(self._buf) + len(frame.payload) > MAX_PAYLOAD:
+            self.reset()
+            raise ProtocolError("overflow", f"message longer than {MAX_PAYLOAD} bytes")
+        self._buf += frame.payload
+        if more:
+            return None
+        whole = Frame(frame.type, frame.flags, frame.seq, bytes(self._buf))
+        self.reset()
+        return whole
+
+
 def seq_add(a: int, n: int) -> int:
     return (a + n) % SEQ_MOD
 
@@ -753,6 +842,7 @@ __all__ = [
     "Hello",
     "HelloReason",
     "HelloRequest",
+    "LinkConfig",
     "MsgType",
     "Nak",
     "NakReason",
@@ -762,6 +852,7 @@ __all__ = [
     "Pong",
     "ProtocolError",
     "RawBox",
+    "Reassembler",
     "Reset",
     "Result",
     "SetBaud",
@@ -773,6 +864,7 @@ __all__ = [
     "decode",
     "decode_frame",
     "encode",
+    "fragment",
     "is_sequenced",
     "packet_from_fields",
     "packet_to_fields",

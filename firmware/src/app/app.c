@@ -14,14 +14,13 @@
 
 /* The host fills DATA frames with as many whole rows as fit (gateway.protocol.max_rows_per_frame). */
 #define DATA_ROWS_PER_FRAME ((PROTO_MAX_PAYLOAD - 2u) / ENGINE_INPUT_W)
-#define DATA_FRAME_WIRE PROTO_WIRE_BYTES(2u + DATA_ROWS_PER_FRAME * ENGINE_INPUT_W)
 /* Room in the ring kept for what the host sends besides DATA while we compute: its idle 0x00,
  * ACKs of our messages, a NAK, a CANCEL (docs/protocol.md, section 3). */
 #define RX_CONTROL_ROOM 64u
-#define RX_CREDIT_FIT ((BOARD_UART_RX_BYTES - RX_CONTROL_ROOM) / DATA_FRAME_WIRE)
-/* A ring smaller than one frame still gets credit 1: the transfer then stalls on overruns and
- * NAKs instead of not starting at all. */
-#define RX_CREDIT (RX_CREDIT_FIT < 1u ? 1u : RX_CREDIT_FIT > 255u ? 255u : RX_CREDIT_FIT)
+#define DATA_PAYLOAD_MAX (2u + DATA_ROWS_PER_FRAME * ENGINE_INPUT_W)
+/* With small fragments many more frames fit in the ring, but a longer window only means more
+ * frames thrown away behind a lost one (go-back-N); 64 is far beyond any useful window. */
+#define RX_CREDIT_CAP 64u
 _Static_assert(DATA_ROWS_PER_FRAME >= 1u, "a row must fit in one DATA frame");
 
 /* Largest message the device sends: RESULT with every box (id, 3 x u64 ticks, peak RAM, stack,
@@ -53,8 +52,12 @@ typedef struct {
 
 typedef struct {
     bool active;
+    bool nak_resent; /* the latest copy was sent in answer to a NAK */
     uint16_t seq;
     uint16_t sends;
+    uint16_t off;  /* payload offset of the fragment in flight */
+    uint16_t flen; /* its payload bytes */
+    uint16_t mtu;  /* fragment size of this message (LINK_CONFIG changes it between messages) */
     uint32_t last_ms;
     uint32_t rto_ms;
 } outstanding_t;
@@ -68,6 +71,8 @@ static struct {
     bool gap_nak_sent;         /* for rx_expected */
     bool not_synced_sent;
     uint32_t not_synced_ms;
+    bool frag_discard;         /* skipping the rest of a message whose reassembly failed */
+    uint16_t mtu;              /* largest fragment payload, both ways (LINK_CONFIG) */
     /* transmit side */
     bool tx_quiet;             /* nothing sent yet: the first frame gets its 0x00 too */
     uint32_t last_tx_ms;
@@ -182,15 +187,26 @@ static void send_control(uint8_t type, const void *body)
     }
 }
 
+/* Frames of the current MTU that fit in the ring next to the control room: with fragments of
+ * `mtu` bytes no host frame is longer (a whole DATA message is DATA_PAYLOAD_MAX bytes). */
+static uint8_t rx_credit(void)
+{
+    const uint32_t payload = g.mtu < DATA_PAYLOAD_MAX ? g.mtu : DATA_PAYLOAD_MAX;
+    const uint32_t fit = (BOARD_UART_RX_BYTES - RX_CONTROL_ROOM) / PROTO_WIRE_BYTES(payload);
+    /* A ring smaller than one frame still gets credit 1: the transfer then stalls on overruns
+     * and NAKs instead of not starting at all. */
+    return (uint8_t)(fit < 1u ? 1u : fit > RX_CREDIT_CAP ? RX_CREDIT_CAP : fit);
+}
+
 static void send_ack(void)
 {
-    const proto_ack_t ack = {.ack_seq = (uint16_t)(g.rx_expected - 1u), .credit = RX_CREDIT};
+    const proto_ack_t ack = {.ack_seq = (uint16_t)(g.rx_expected - 1u), .credit = rx_credit()};
     send_control(PROTO_ACK, &ack);
 }
 
 static void send_nak(uint8_t reason)
 {
-    const proto_nak_t nak = {.expected_seq = g.rx_expected, .reason = reason, .credit = RX_CREDIT};
+    const proto_nak_t nak = {.expected_seq = g.rx_expected, .reason = reason, .credit = rx_credit()};
     send_control(PROTO_NAK, &nak);
 }
 
@@ -218,7 +234,7 @@ static void send_hello(uint8_t reason, uint32_t nonce)
     h.ram_bytes = board_ram_bytes();
     h.max_baud = board_uart_max_baud();
     h.model_hash = RNNPOOL_MODEL_HASH32;
-    h.rx_credit = RX_CREDIT;
+    h.rx_credit = rx_credit();
     copy_name(h.firmware_version, APP_FIRMWARE_VERSION);
     copy_name(h.board, board_name());
     copy_name(h.model_id, RNNPOOL_MODEL_ID);
@@ -232,13 +248,18 @@ static uint16_t rec_len(const uint8_t *rec)
     return (uint16_t)(rec[4] | (rec[5] << 8));
 }
 
+/* Sends the fragment in flight (the head message's payload [off, off + flen)); MORE unless it
+ * is the last one. */
 static void txq_send_head(void)
 {
     size_t n;
-    const uint8_t flags = g.out.sends > 0u ? PROTO_FLAG_RETRANSMIT : 0u;
-    if (proto_frame_encode(s_txq[0], flags, g.out.seq, s_txq + PROTO_HEADER_BYTES, rec_len(s_txq), s_wire + 1,
-                           sizeof s_wire - 1u, &n) != PROTO_OK) {
-        return; /* cannot happen: it was encoded once already */
+    uint8_t flags = g.out.sends > 0u ? PROTO_FLAG_RETRANSMIT : 0u;
+    if ((uint32_t)g.out.off + g.out.flen < rec_len(s_txq)) {
+        flags |= PROTO_FLAG_MORE;
+    }
+    if (proto_frame_encode(s_txq[0], flags, g.out.seq, s_txq + PROTO_HEADER_BYTES + g.out.off, g.out.flen,
+                           s_wire + 1, sizeof s_wire - 1u, &n) != PROTO_OK) {
+        return; /* cannot happen: the whole message was encoded once already */
     }
     send_wire(n);
     if (g.out.sends < UINT16_MAX) {
@@ -247,20 +268,37 @@ static void txq_send_head(void)
     g.out.last_ms = now_ms();
 }
 
+/* The next fragment of the head message goes out with a fresh sequence number and timer. */
+static void txq_start_fragment(uint16_t off)
+{
+    const uint16_t left = (uint16_t)(rec_len(s_txq) - off);
+    g.out.off = off;
+    g.out.flen = left < g.out.mtu ? left : g.out.mtu;
+    g.out.seq = g.tx_seq++;
+    g.out.sends = 0u;
+    g.out.nak_resent = false;
+    g.out.rto_ms = APP_RETX_MIN_MS + 2u * wire_ms(PROTO_WIRE_BYTES(g.out.flen));
+    txq_send_head();
+}
+
 static void txq_pump(void)
 {
     if (g.out.active || g.txq_used == 0u) {
         return;
     }
     g.out.active = true;
-    g.out.seq = g.tx_seq++;
-    g.out.sends = 0u;
-    g.out.rto_ms = APP_RETX_MIN_MS + 2u * wire_ms(PROTO_WIRE_BYTES(rec_len(s_txq)));
-    txq_send_head();
+    g.out.mtu = g.mtu; /* fixed for the whole message: the MTU changes only between messages */
+    txq_start_fragment(0u);
 }
 
+/* The fragment in flight has arrived: on to the next one, or the next message. */
 static void txq_pop(void)
 {
+    const uint16_t next = (uint16_t)(g.out.off + g.out.flen);
+    if (next < rec_len(s_txq)) {
+        txq_start_fragment(next);
+        return;
+    }
     const size_t n = PROTO_HEADER_BYTES + rec_len(s_txq);
     memmove(s_txq, s_txq + n, g.txq_used - n);
     g.txq_used -= n;
@@ -305,10 +343,14 @@ static void on_nak(uint16_t expected)
     if (expected == (uint16_t)(g.out.seq + 1u)) {
         txq_pop(); /* it arrived; the ACK was lost */
     } else if (expected == g.out.seq) {
-        /* A NAK caused by an earlier copy can arrive after we resent: only resend if the latest
-         * copy has had time to arrive. */
-        if (now_ms() - g.out.last_ms > wire_ms(PROTO_WIRE_BYTES(rec_len(s_txq))) + 20u) {
+        /* Resend at once: waiting for the timer costs APP_RETX_MIN_MS per damaged fragment, and
+         * on a noisy link most of them are. One NAK can be about a copy older than the latest
+         * (it crossed our resend): after a NAK-triggered copy, further NAKs are only believed
+         * once that copy has had time to arrive. A needless copy costs one duplicate frame,
+         * which the host ACKs and drops (its receive buffer is not bounded by a credit). */
+        if (!g.out.nak_resent || now_ms() - g.out.last_ms > wire_ms(PROTO_WIRE_BYTES(g.out.flen)) + 20u) {
             txq_send_head();
+            g.out.nak_resent = true;
         }
     }
 }
@@ -539,6 +581,18 @@ static void on_set_baud(const proto_set_baud_t *s)
     g.baud_since_ms = now_ms();
 }
 
+static void on_link_config(const proto_link_config_t *c)
+{
+    if (c->mtu < PROTO_MTU_MIN || c->mtu > PROTO_MTU_MAX) {
+        error_msg(PROTO_E_UNSUPPORTED, 0u, "MTU %u outside %u..%u", (uint32_t)c->mtu, (uint32_t)PROTO_MTU_MIN,
+                  (uint32_t)PROTO_MTU_MAX);
+        return;
+    }
+    /* Our next message uses it (a message in flight keeps its own). The credit follows at once:
+     * the ACK of this frame is sent after it is processed (see on_frame). */
+    g.mtu = c->mtu;
+}
+
 __attribute__((noreturn)) static void do_reset(void)
 {
     /* Let the ACK leave first: setting the current rate again drains the transmitter. */
@@ -557,6 +611,9 @@ static void link_restart(void)
     g.tx_seq = 0u;
     g.out.active = false;
     g.txq_used = 0u;
+    g.mtu = PROTO_MTU_MAX;
+    g.frag_discard = false;
+    proto_rx_reasm_reset(&g.rx);
     if (g.req.active) {
         request_end(true);
     }
@@ -603,6 +660,7 @@ static void dispatch(const proto_frame_t *f)
         proto_data_t data;
         proto_cancel_t cancel;
         proto_set_baud_t set_baud;
+        proto_link_config_t link_config;
     } b;
     const proto_status_t st = proto_decode(f, &b, sizeof b);
     if (st != PROTO_OK) {
@@ -621,6 +679,7 @@ static void dispatch(const proto_frame_t *f)
     case PROTO_DATA: on_data(&b.data); break;
     case PROTO_CANCEL: on_cancel(&b.cancel); break;
     case PROTO_SET_BAUD: on_set_baud(&b.set_baud); break;
+    case PROTO_LINK_CONFIG: on_link_config(&b.link_config); break;
     case PROTO_RESET: do_reset();
     default:
         error_msg(PROTO_E_BAD_FRAME, 0u, "type 0x%x not accepted by the device", (uint32_t)f->type);
@@ -652,15 +711,41 @@ static void on_frame(const proto_frame_t *f)
         }
         return;
     }
-    if (d == 0) {
-        g.rx_expected++;
-        g.gap_nak_sent = false;
+    if (d < 0) {
+        send_ack(); /* a duplicate: our ACK was lost */
+        return;
+    }
+    g.rx_expected++;
+    g.gap_nak_sent = false;
+    if (f->type == PROTO_LINK_CONFIG && !(f->flags & PROTO_FLAG_MORE) && proto_rx_reasm_bytes(&g.rx) == 0u) {
+        /* Processed first, so that its ACK already carries the credit for the new MTU: the host
+         * waits for that ACK before it sends frames of the new size. */
+        dispatch(f);
+        send_ack();
+        return;
     }
     /* Before processing: a DATA frame's compute can take a while, and the ACK (with its credit)
      * is what lets the host send the next frames into the ring meanwhile. */
     send_ack();
-    if (d == 0) {
-        dispatch(f);
+    if (g.frag_discard) {
+        /* The rest of a message whose reassembly failed (already reported): skipped up to its
+         * last fragment, so that its tail is not taken for a message of its own. */
+        g.frag_discard = (f->flags & PROTO_FLAG_MORE) != 0u;
+        return;
+    }
+    proto_frame_t m = *f;
+    switch (proto_rx_reassemble(&g.rx, &m)) {
+    case PROTO_REASM_PENDING:
+        break;
+    case PROTO_REASM_COMPLETE:
+        dispatch(&m);
+        break;
+    case PROTO_REASM_ERROR:
+    default:
+        /* A fragment of another type than the message it should continue: the message is lost. */
+        error_msg(PROTO_E_BAD_FRAME, 0u, "fragment of type 0x%x does not continue the message", (uint32_t)f->type);
+        g.frag_discard = (f->flags & PROTO_FLAG_MORE) != 0u;
+        break;
     }
 }
 
@@ -684,9 +769,10 @@ static void timers(bool idle)
 {
     const uint32_t now = now_ms();
     if (g.out.active && now - g.out.last_ms >= g.out.rto_ms) {
-        const uint32_t max = APP_RETX_MAX_MS + 2u * wire_ms(PROTO_WIRE_BYTES(rec_len(s_txq)));
+        const uint32_t max = APP_RETX_MAX_MS + 2u * wire_ms(PROTO_WIRE_BYTES(g.out.flen));
         g.out.rto_ms = g.out.rto_ms * 2u < max ? g.out.rto_ms * 2u : max;
         txq_send_head();
+        g.out.nak_resent = false;
     }
     if (idle && g.req.active && now - g.req.last_data_ms >= APP_STALL_MS) {
         request_fail(PROTO_E_TIMEOUT, "no DATA for %u ms at row %u of %u", (uint32_t)APP_STALL_MS,
@@ -705,6 +791,7 @@ void app_init(const app_io_t *io)
     memset(&g, 0, sizeof g);
     g.io = io != NULL ? io : &k_board_io;
     g.tx_quiet = true;
+    g.mtu = PROTO_MTU_MAX;
     proto_rx_init(&g.rx);
     send_hello(PROTO_HELLO_BOOT, 0u);
 }
@@ -740,7 +827,7 @@ void app_run(void)
 
 uint8_t app_rx_credit(void)
 {
-    return RX_CREDIT;
+    return rx_credit();
 }
 
 uint32_t app_ram_bytes(void)

@@ -85,7 +85,8 @@ long proto_payload_size(uint8_t type, const void *body)
 
 /* ---- receiver ---------------------------------------------------------------------------------- */
 
-void proto_rx_init(proto_rx_t *rx)
+/* Ready for the next frame; a message being reassembled stays. */
+static void rx_frame_reset(proto_rx_t *rx)
 {
     rx->n = 0;
     rx->remaining = 0;
@@ -94,12 +95,26 @@ void proto_rx_init(proto_rx_t *rx)
     rx->overflow = 0;
 }
 
+void proto_rx_init(proto_rx_t *rx)
+{
+    rx_frame_reset(rx);
+    proto_rx_reasm_reset(rx);
+}
+
+void proto_rx_reasm_reset(proto_rx_t *rx)
+{
+    rx->base = 0;
+    rx->frag_type = 0;
+    rx->frag_open = 0;
+}
+
 static void rx_emit(proto_rx_t *rx, uint8_t b)
 {
-    if (rx->n >= PROTO_MAX_RAW)
+    /* Frames are decoded behind the reassembled payloads (see proto_rx_t). */
+    if (rx->n >= PROTO_MAX_RAW - rx->base)
         rx->overflow = 1;
     else
-        rx->buf[rx->n++] = b;
+        rx->buf[rx->base + rx->n++] = b;
 }
 
 static proto_rx_event_t rx_end(proto_rx_t *rx, proto_frame_t *frame)
@@ -112,20 +127,21 @@ static proto_rx_event_t rx_end(proto_rx_t *rx, proto_frame_t *frame)
     if (rx->remaining != 0u)
         return PROTO_RX_COBS;
     const size_t n = rx->n;
+    const uint8_t *raw = rx->buf + rx->base;
     if (n < PROTO_MIN_RAW)
         return PROTO_RX_SHORT;
     const size_t body = n - PROTO_CRC_BYTES;
-    if (proto_crc32_update(0, rx->buf, body) != get_le32(rx->buf + body))
+    if (proto_crc32_update(0, raw, body) != get_le32(raw + body))
         return PROTO_RX_CRC;
-    const uint16_t len = get_le16(rx->buf + 4);
+    const uint16_t len = get_le16(raw + 4);
     if ((size_t)len != n - PROTO_MIN_RAW)
         return PROTO_RX_LENGTH;
     if (frame != NULL) {
-        frame->type = rx->buf[0];
-        frame->flags = rx->buf[1];
-        frame->seq = get_le16(rx->buf + 2);
+        frame->type = raw[0];
+        frame->flags = raw[1];
+        frame->seq = get_le16(raw + 2);
         frame->len = len;
-        frame->payload = rx->buf + PROTO_HEADER_BYTES;
+        frame->payload = raw + PROTO_HEADER_BYTES;
     }
     return PROTO_RX_FRAME;
 }
@@ -134,7 +150,7 @@ proto_rx_event_t proto_rx_push(proto_rx_t *rx, uint8_t byte, proto_frame_t *fram
 {
     if (byte == 0u) {
         const proto_rx_event_t ev = rx_end(rx, frame);
-        proto_rx_init(rx);
+        rx_frame_reset(rx);
         return ev;
     }
     if (rx->overflow)
@@ -169,4 +185,34 @@ uint8_t proto_rx_nak_reason(proto_rx_event_t ev)
     default:
         return 0;
     }
+}
+
+proto_reasm_t proto_rx_reassemble(proto_rx_t *rx, proto_frame_t *frame)
+{
+    const int more = (frame->flags & PROTO_FLAG_MORE) != 0u;
+    if (!rx->frag_open) {
+        if (!more)
+            return PROTO_REASM_COMPLETE; /* the common case: a whole message in one frame */
+        rx->frag_type = frame->type;
+        rx->frag_open = 1;
+    } else if (frame->type != rx->frag_type) {
+        proto_rx_reasm_reset(rx);
+        return PROTO_REASM_ERROR;
+    }
+    /* The frame lies at buf[base ..) (header first); its payload moves down onto the header.
+     * The receiver's bound keeps base + len <= PROTO_MAX_PAYLOAD; checked again all the same. */
+    if ((size_t)rx->base + frame->len > PROTO_MAX_PAYLOAD || frame->payload != rx->buf + rx->base + PROTO_HEADER_BYTES) {
+        proto_rx_reasm_reset(rx);
+        return PROTO_REASM_ERROR;
+    }
+    memmove(rx->buf + rx->base, frame->payload, frame->len);
+    rx->base = (uint16_t)(rx->base + frame->len);
+    if (more)
+        return PROTO_REASM_PENDING;
+    /* Complete: the message is buf[0 .. base). It stays there until the next byte is pushed,
+     * which starts decoding at buf[0] again. */
+    frame->payload = rx->buf;
+    frame->len = rx->base;
+    proto_rx_reasm_reset(rx);
+    return PROTO_REASM_COMPLETE;
 }

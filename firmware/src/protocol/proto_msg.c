@@ -121,6 +121,9 @@ long proto_put_payload(uint8_t type, const void *body, uint8_t *dst)
     case PROTO_SET_BAUD:
         w32(&w, ((const proto_set_baud_t *)body)->baud);
         break;
+    case PROTO_LINK_CONFIG:
+        w16(&w, ((const proto_link_config_t *)body)->mtu);
+        break;
     case PROTO_RESET:
         break;
     case PROTO_RESULT: {
@@ -242,6 +245,7 @@ static size_t body_size(uint8_t type)
     case PROTO_DATA: return sizeof(proto_data_t);
     case PROTO_CANCEL: return sizeof(proto_cancel_t);
     case PROTO_SET_BAUD: return sizeof(proto_set_baud_t);
+    case PROTO_LINK_CONFIG: return sizeof(proto_link_config_t);
     case PROTO_RESET: return 0;
     case PROTO_RESULT: return sizeof(proto_result_t);
     case PROTO_STATS: return sizeof(proto_stats_t);
@@ -325,6 +329,9 @@ proto_status_t proto_decode(const proto_frame_t *frame, void *body, size_t body_
         break;
     case PROTO_SET_BAUD:
         ((proto_set_baud_t *)body)->baud = r32(&r);
+        break;
+    case PROTO_LINK_CONFIG:
+        ((proto_link_config_t *)body)->mtu = r16(&r);
         break;
     case PROTO_RESET:
         break;

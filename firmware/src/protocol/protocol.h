@@ -1,4 +1,4 @@
-/* Wire protocol v1 between the gateway and the device: codec only (spec: docs/protocol.md).
+/* Wire protocol v2 between the gateway and the device: codec only (spec: docs/protocol.md).
  *
  * A frame on the wire is COBS(header | payload | CRC-32) followed by 0x00, with the header
  *   type u8 | flags u8 | seq u16 | length u16        (little-endian, like every field)
@@ -21,7 +21,7 @@
 extern "C" {
 #endif
 
-#define PROTO_VERSION 1u
+#define PROTO_VERSION 2u
 #define PROTO_HEADER_BYTES 6u
 #define PROTO_CRC_BYTES 4u
 #define PROTO_MAX_PAYLOAD 1024u
@@ -40,6 +40,10 @@ extern "C" {
 #define PROTO_MAX_NAME 32u  /* HELLO strings, bytes without the NUL */
 #define PROTO_MAX_TEXT 120u /* ERROR text, bytes without the NUL */
 #define PROTO_DATA_MAX_PIXELS (PROTO_MAX_PAYLOAD - 2u)
+/* Fragment payload sizes LINK_CONFIG may set (docs/protocol.md section 1, fragmentation). The
+ * limit applies to one frame; a message is still at most PROTO_MAX_PAYLOAD bytes. */
+#define PROTO_MTU_MIN 16u
+#define PROTO_MTU_MAX PROTO_MAX_PAYLOAD
 
 typedef enum {
     PROTO_OK = 0,
@@ -63,6 +67,7 @@ typedef enum {
     PROTO_CANCEL = 0x13,
     PROTO_SET_BAUD = 0x14,
     PROTO_RESET = 0x15,
+    PROTO_LINK_CONFIG = 0x16,
     /* device -> host */
     PROTO_PONG = 0x20,
     PROTO_RESULT = 0x21,
@@ -72,7 +77,10 @@ typedef enum {
 
 #define PROTO_IS_SEQUENCED(type) ((type) >= 0x10u)
 
-#define PROTO_FLAG_RETRANSMIT 0x01u /* informational; other bits reserved: send 0, ignore */
+#define PROTO_FLAG_RETRANSMIT 0x01u /* informational */
+/* The message's payload continues in the next sequenced frame of the same direction. Only on
+ * sequenced frames; other bits are reserved: send 0, ignore. */
+#define PROTO_FLAG_MORE 0x02u
 
 typedef enum { PROTO_NAK_CRC = 1, PROTO_NAK_FRAMING = 2, PROTO_NAK_OVERFLOW = 3, PROTO_NAK_GAP = 4 } proto_nak_reason_t;
 typedef enum { PROTO_HELLO_REPLY = 0, PROTO_HELLO_BOOT = 1, PROTO_HELLO_NOT_SYNCED = 2 } proto_hello_reason_t;
@@ -140,6 +148,7 @@ typedef struct {
 } proto_data_t;
 typedef struct { uint32_t request_id; } proto_cancel_t;
 typedef struct { uint32_t baud; } proto_set_baud_t;
+typedef struct { uint16_t mtu; } proto_link_config_t; /* largest fragment payload, both ways */
 typedef struct {
     int16_t x, y, w, h; /* 1/16 pixel of the device frame */
     uint16_t score;     /* probability * 65535 */
@@ -177,6 +186,7 @@ typedef union {
     proto_data_t data;
     proto_cancel_t cancel;
     proto_set_baud_t set_baud;
+    proto_link_config_t link_config;
     proto_result_t result;
     proto_stats_t stats;
     proto_error_t error;
@@ -233,9 +243,20 @@ typedef enum {
     PROTO_RX_LENGTH = 6,   /* CRC good, but the header length disagrees with the frame */
 } proto_rx_event_t;
 
-/* Decodes COBS on the fly into a bounded buffer; sizeof is about 1.05 KB. */
+/* Decodes COBS on the fly into a bounded buffer; sizeof is about 1.05 KB.
+ *
+ * The same buffer reassembles fragmented messages (flag MORE): the payloads of the fragments taken
+ * so far stay at buf[0 .. base) and the next frame is decoded behind them, at buf[base ..). A whole
+ * message is at most PROTO_MAX_PAYLOAD bytes, so base + header + fragment + CRC always fits in
+ * PROTO_MAX_RAW, and reassembly costs no RAM beyond the receiver's own (a second 1 KB buffer would
+ * not fit the 64 KB budget). A frame that does not fit behind the kept payloads is reported as
+ * PROTO_RX_OVERFLOW: a fragment that would take the message past PROTO_MAX_PAYLOAD can never be
+ * received whole. */
 typedef struct {
     uint8_t buf[PROTO_MAX_RAW];
+    uint16_t base;      /* reassembled payload bytes kept at the start of buf */
+    uint8_t frag_type;  /* type of the message being reassembled (when base > 0 or frag_open) */
+    uint8_t frag_open;  /* a fragment with MORE was taken: the message is not complete */
     uint16_t n;         /* decoded bytes so far */
     uint8_t remaining;  /* data bytes left in the current COBS block */
     uint8_t zero_pending; /* the current block ends with an implied zero (if another block follows) */
@@ -249,6 +270,25 @@ void proto_rx_init(proto_rx_t *rx);
 proto_rx_event_t proto_rx_push(proto_rx_t *rx, uint8_t byte, proto_frame_t *frame);
 /* NAK reason for an error event (0 for NONE / FRAME). */
 uint8_t proto_rx_nak_reason(proto_rx_event_t ev);
+
+typedef enum {
+    PROTO_REASM_PENDING = 0,  /* a fragment with MORE was kept; *frame is no longer valid */
+    PROTO_REASM_COMPLETE = 1, /* *frame is the whole message (payload in rx->buf, until the next byte) */
+    PROTO_REASM_ERROR = 2,    /* the fragment does not belong to the message (another type, too
+                               * long): reassembly was reset, the message is lost */
+} proto_reasm_t;
+
+/* Reassembly of a sequenced frame the caller has accepted (in order, not a duplicate): it is the
+ * frame PROTO_RX_FRAME just returned. Frames without MORE and no message open come back as they
+ * are (COMPLETE). The flags of a complete message are those of its last fragment. */
+proto_reasm_t proto_rx_reassemble(proto_rx_t *rx, proto_frame_t *frame);
+/* Drops a partly reassembled message (handshake, error). */
+void proto_rx_reasm_reset(proto_rx_t *rx);
+/* Payload bytes of the open message taken so far (0 if none). */
+static inline uint16_t proto_rx_reasm_bytes(const proto_rx_t *rx)
+{
+    return rx->base;
+}
 
 /* ---- sequence numbers ------------------------------------------------------------------------ */
 
