@@ -215,15 +215,17 @@ class MtuController:
         *,
         max_mtu: int = P.MTU_MAX,
         min_mtu: int = 32,
-        window: int = 24,
+        window: int = 16,
         high: float = 0.3,
         low: float = 0.06,
+        severe: float = 0.9,
         clean_frames: int = 200,
     ) -> None:
         if not P.MTU_MIN <= min_mtu <= max_mtu <= P.MTU_MAX:
             raise ValueError("need MTU_MIN <= min_mtu <= max_mtu <= MTU_MAX")
         self.max_mtu, self.min_mtu = max_mtu, min_mtu
         self.window, self.high, self.low, self.clean_frames = window, high, low, clean_frames
+        self.severe = severe
         self.mtu = max_mtu
         self._sent: collections.deque[int] = collections.deque(maxlen=window)  # errors charged per frame
         self._clean_run = 0
@@ -247,7 +249,10 @@ class MtuController:
         if len(self._sent) >= self.window:
             rate = self.error_rate
             if rate > self.high and self.mtu > self.min_mtu:
-                return self._set(max(self.min_mtu, self.mtu // 2))
+                # Nearly every frame lost: the MTU is far too large (halving once per window would
+                # take several windows of hopeless frames to get there).
+                step = 4 if rate >= self.severe else 2
+                return self._set(max(self.min_mtu, self.mtu // step))
             if rate < self.low:
                 self._clean_run += len(self._sent)
                 self._sent.clear()
@@ -279,6 +284,7 @@ class _Out:
     last_sent: float = 0.0
     sends: int = 0
     naks: int = 0  # resends caused by a NAK naming it
+    timeouts: int = 0  # retransmission timer expiries while it was the oldest
     stamp: int = 0  # order of its latest transmission among all transmissions
 
 
@@ -459,7 +465,8 @@ class _Link:
             return
         self.stats.timeouts += 1
         self.mtu_ctl.on_error()
-        if oldest.sends > self.max_retries:
+        oldest.timeouts += 1
+        if oldest.timeouts > self.max_retries:
             raise LinkError(f"no ACK for {oldest.msg.TYPE.name} seq {oldest.seq} after {oldest.sends} transmissions")
         self.backoff = min(self.backoff * 2.0, 64.0)
         log.debug("retransmit %s seq %d (try %d)", oldest.msg.TYPE.name, oldest.seq, oldest.sends + 1)

@@ -210,6 +210,8 @@ class FakeDevice:
         self.outstanding: _Outstanding | None = None
         self.req: _Request | None = None
         self.gap_nak_for: int | None = None
+        self.reasm = P.Reassembler()
+        self.mtu = P.MTU_MAX
         self.last_not_synced = 0.0
         self.baud_probe_until = 0.0
         self.old_baud = self.baud = 115_200
@@ -307,7 +309,10 @@ class FakeDevice:
         self.rx_expected = P.seq_add(self.rx_expected, 1)
         self.gap_nak_for = None
         try:
-            msg = P.decode_frame(ev).msg
+            whole = self.reasm.feed(ev)
+            if whole is None:
+                return  # a fragment (flag MORE): the message continues in the next frame
+            msg = P.decode_frame(whole).msg
         except P.ProtocolError as e:
             self._queue(P.Error(P.ErrorCode.BAD_FRAME, 0, str(e)[:100]))
             return
@@ -317,6 +322,8 @@ class FakeDevice:
         if isinstance(msg, P.HelloRequest):
             self.synced = True
             self.rx_expected = 0
+            self.reasm.reset()
+            self.mtu = P.MTU_MAX
             self.tx_seq = 0
             self.gap_nak_for = None
             self.txq.clear()
@@ -382,6 +389,8 @@ class FakeDevice:
             else:
                 self.baud = msg.baud
             self.baud_probe_until = now + 1.0
+        elif isinstance(msg, P.LinkConfig):
+            self.mtu = msg.mtu  # the fake's own messages stay whole: the host takes either
         elif isinstance(msg, P.Reset):
             time.sleep(0.02)
             self._boot()
@@ -431,7 +440,7 @@ def test_handshake_ping_and_detect() -> None:
         info = s.info
         assert info is not None
         assert (info.board, info.input_width, info.input_height, info.tick_unit) == ("fake", 320, 320, "ns")
-        assert (info.model_hash, info.rx_credit, info.protocol_version) == (0x1234ABCD, 2, 1)
+        assert (info.model_hash, info.rx_credit, info.protocol_version) == (0x1234ABCD, 2, P.PROTOCOL_VERSION)
         assert 0 < s.ping() < 1.0
         events: list[tuple[str, dict[str, int]]] = []
         img = image(1)

@@ -736,6 +736,9 @@ static void on_frame(const proto_frame_t *f)
     proto_frame_t m = *f;
     switch (proto_rx_reassemble(&g.rx, &m)) {
     case PROTO_REASM_PENDING:
+        if (g.req.active && f->type == PROTO_DATA) {
+            g.req.last_data_ms = now_ms(); /* a DATA fragment is progress: the image is not stalled */
+        }
         break;
     case PROTO_REASM_COMPLETE:
         dispatch(&m);

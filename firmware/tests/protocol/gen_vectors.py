@@ -136,6 +136,12 @@ def build() -> list[dict[str, Any]]:
     ok("data_retransmit_flag", pk(P.Data(first_row=0, pixels=b"\x80" * 320), seq=2, flags=P.Flag.RETRANSMIT))
     ok("cancel", pk(P.Cancel(request_id=42), seq=60))
     ok("set_baud", pk(P.SetBaud(baud=921_600), seq=4))
+    ok("link_config", pk(P.LinkConfig(mtu=48), seq=5), "fragment payloads of at most 48 bytes from the next message on")
+    ok(
+        "data_first_fragment_more",
+        pk(P.Data(first_row=3, pixels=bytes(range(1, 31))), seq=6, flags=P.Flag.MORE),
+        "flag MORE (0x02): the first fragment of a DATA message; on its own it decodes as a short DATA",
+    )
     ok("reset", pk(P.Reset(), seq=5), "empty payload")
     ok("result_empty", pk(P.Result(42, 1_000_000, 9_000_000, 10_000_000, 40_000, 3_000), seq=0))
     ok(

@@ -338,7 +338,7 @@ static const struct {
     {"ACK", PROTO_ACK, 2},         {"NAK", PROTO_NAK, 3},       {"HELLO_REQUEST", PROTO_HELLO_REQUEST, 1},
     {"HELLO", PROTO_HELLO, 15},    {"PING", PROTO_PING, 1},     {"PONG", PROTO_PONG, 1},
     {"DETECT", PROTO_DETECT, 5},   {"DATA", PROTO_DATA, 2},     {"CANCEL", PROTO_CANCEL, 1},
-    {"SET_BAUD", PROTO_SET_BAUD, 1}, {"RESET", PROTO_RESET, 0}, {"RESULT", PROTO_RESULT, 7},
+    {"SET_BAUD", PROTO_SET_BAUD, 1}, {"LINK_CONFIG", PROTO_LINK_CONFIG, 1}, {"RESET", PROTO_RESET, 0}, {"RESULT", PROTO_RESULT, 7},
     {"STATS", PROTO_STATS, 2},     {"ERROR", PROTO_ERROR, 3},
 };
 
@@ -411,6 +411,9 @@ static uint8_t body_from_json(const json_t *m, uint8_t *flags, uint16_t *seq, pr
         break;
     case PROTO_CANCEL:
         b->cancel.request_id = (uint32_t)jnum(m, "request_id");
+        break;
+    case PROTO_LINK_CONFIG:
+        b->link_config.mtu = (uint16_t)jnum(m, "mtu");
         break;
     case PROTO_SET_BAUD:
         b->set_baud.baud = (uint32_t)jnum(m, "baud");
@@ -505,6 +508,8 @@ static int body_equal(uint8_t type, const proto_body_t *a, const proto_body_t *b
         return a->cancel.request_id == b->cancel.request_id;
     case PROTO_SET_BAUD:
         return a->set_baud.baud == b->set_baud.baud;
+    case PROTO_LINK_CONFIG:
+        return a->link_config.mtu == b->link_config.mtu;
     case PROTO_RESET:
         return 1;
     case PROTO_RESULT: {
