@@ -219,6 +219,7 @@ class _Worker:
         self.requests_ok = 0
         self.requests_failed = 0
         self.requests_cancelled = 0
+        self.current: _Request | None = None  # the request on the device now, so shutdown can cancel it
         self.reconnects = 0
         self.link_base = dict.fromkeys(LINK_FIELDS, 0)  # counts of closed sessions, so totals never go back
         self.backoff = pool.settings.reconnect_min_s
@@ -339,9 +340,11 @@ class _Worker:
             self._drop_session(f"heartbeat failed: {type(exc).__name__}: {exc}")
 
     def _serve(self, request: _Request) -> None:
+        self.current = request
         try:
             self._run_request(request)
         finally:
+            self.current = None
             # take() marked the device busy; every path out of a request, including the early
             # refusals, must leave a connected device idle again.
             with self.pool.cond:
@@ -490,6 +493,11 @@ class DevicePool:
         for request in pending:
             request.cancel.set()
             request.fail(NoDeviceReadyError("the gateway is shutting down"))
+        for worker in self.workers:
+            # In-flight work would otherwise hold shutdown for up to its deadline (tens of seconds on QEMU).
+            current = worker.current
+            if current is not None:
+                current.cancel.set()
         for worker in self.workers:
             worker.thread.join(timeout=10.0)
         for sim in self.sims:

@@ -16,7 +16,7 @@ import pytest
 from gateway.errors import ClientGoneError, DeadlineExceededError, DeviceFailedError, NoDeviceReadyError, QueueFullError
 from gateway.pool import DevicePool, DeviceState, Outcome
 from gateway.settings import Settings
-from gateway.sim import SimDevice, start_sim
+from gateway.sim import FaultSpec, SimDevice, start_sim
 
 
 def fast(**overrides: object) -> Settings:
@@ -225,3 +225,21 @@ def test_requests_refused_before_the_device_leave_it_idle(pool: DevicePool) -> N
     with pytest.raises(DeviceFailedError):
         pool.submit(wrong_shape)[0].result(30)
     wait_for(lambda: pool.snapshots()[0].state == DeviceState.READY, 5, "the device to be idle again")
+
+
+def test_close_cancels_work_in_flight(sim_device: SimDevice) -> None:
+    sim_device.set_fault(FaultSpec(delay_s=0.1, direction="to_device"))  # a frame now takes seconds
+    pool = DevicePool([sim_device.url], fast())
+    pool.start()
+    try:
+        assert pool.wait_ready(20)
+        started = threading.Event()
+        future, _ = pool.submit(frames(1)[0], progress=lambda stage, info: started.set())
+        assert started.wait(10)
+    finally:
+        t0 = time.monotonic()
+        pool.close()
+    assert time.monotonic() - t0 < 5
+    with pytest.raises(ClientGoneError):
+        future.result(1)
+    assert all(not w.thread.is_alive() for w in pool.workers)
