@@ -42,7 +42,7 @@ ProgressFn = Callable[[str, dict[str, Any]], None]
 # Timing constants (seconds). The device-side ones are fixed by the spec; the host must stay inside them.
 DEVICE_STALL_TIMEOUT_S = 5.0  # device drops a request when no DATA arrives for this long
 DEVICE_BAUD_CONFIRM_S = 1.0  # device reverts a SET_BAUD unless a good frame arrives at the new rate
-HELLO_RETRY_S = 0.5  # HELLO_REQUEST repetition while handshaking
+HELLO_RETRY_S = 0.25  # HELLO_REQUEST repetition while handshaking (a HELLO often is lost on a noisy link)
 IDLE_FLUSH_S = 0.05  # after this much silence the host sends a 0x00 first (cuts off line noise)
 NAK_HOLDOFF_S = 0.05  # at most one host NAK per this interval
 RTO_MAX_S = 2.0  # keeps retransmissions well inside the device's stall timeout
@@ -286,6 +286,7 @@ class _Out:
     naks: int = 0  # resends caused by a NAK naming it
     timeouts: int = 0  # retransmission timer expiries while it was the oldest
     stamp: int = 0  # order of its latest transmission among all transmissions
+    prev_mtu: int = 0  # LINK_CONFIG: the MTU before it (restored if it is dropped unsent)
 
 
 class _Reset(Exception):  # noqa: N818 - internal signal, converted to DeviceReset
@@ -336,6 +337,7 @@ class _Link:
         frame_s = self.t.seconds_for(P.MAX_WIRE)
         self.rto_min = RTO_MIN_S + 2 * frame_s
         self.srtt: float | None = None
+        self.min_rtt: float | None = None  # fastest ACK seen: the floor of any answer's delay
         self.rttvar = 0.0
         self.rto = max(1.0, 3 * frame_s)
         self.backoff = 1.0
@@ -346,12 +348,19 @@ class _Link:
         return not self.unacked and not self.queue
 
     def current_rto(self) -> float:
-        return min(RTO_MAX_S, self.rto * self.backoff)
+        # The floor covers the device computing a whole DATA message (~0.4 s on QEMU) before it
+        # reads on. With small fragments that happens once per many frames, and a lost frame whose
+        # NAK is lost too would otherwise cost half a second each: the floor shrinks with the MTU.
+        floor = self.rto_min - RTO_MIN_S * (1.0 - 0.2 - 0.8 * self.mtu / P.MTU_MAX)
+        return min(RTO_MAX_S, max(floor, self.rto) * self.backoff)
 
     # ---------------------------------------------------------------------------------------- sending
 
     def _write(self, data: bytes) -> None:
-        if time.monotonic() - self.t.last_tx > IDLE_FLUSH_S:
+        # A 0x00 in front after a quiet line cuts off noise; on a noisy link (small MTU) always:
+        # a damaged delimiter then ends the frame at once (a NAK) instead of after the next frame,
+        # which with a window of one or two is a retransmission timeout away.
+        if time.monotonic() - self.t.last_tx > IDLE_FLUSH_S or self.mtu < P.MTU_MAX:
             data = b"\x00" + data
         try:
             self.t.write(data)
@@ -383,6 +392,7 @@ class _Link:
         if want == self.mtu:
             return
         out = self.enqueue(P.LinkConfig(want))
+        out.prev_mtu = self.mtu
         # Frames of the new size wait until the device has taken the LINK_CONFIG: its ACK carries
         # the credit for the new size (a larger MTU means fewer frames fit in the device's ring).
         self.barrier = out.seq
@@ -441,7 +451,11 @@ class _Link:
         if len(self.queue) > keep:
             self.tx_next = self.queue[keep].seq
             while len(self.queue) > keep:
-                self.queue.pop()
+                out = self.queue.pop()
+                if out.prev_mtu:
+                    # The device never got this LINK_CONFIG: it still fragments (and credits) at
+                    # the old size, and so must we; adapt_mtu asks again before the next message.
+                    self.mtu = self.stats.mtu = out.prev_mtu
         if self.barrier is not None and P.seq_diff(self.barrier, self.tx_next) >= 0:
             self.barrier = None
 
@@ -556,12 +570,13 @@ class _Link:
             self._go_back(P.seq_add(ack_seq, 1), sent_before=acked.stamp)
 
     def _rtt_sample(self, rtt: float) -> None:
+        self.min_rtt = rtt if self.min_rtt is None else min(self.min_rtt, rtt)
         if self.srtt is None:
             self.srtt, self.rttvar = rtt, rtt / 2
         else:
             self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - rtt)
             self.srtt = 0.875 * self.srtt + 0.125 * rtt
-        self.rto = max(self.rto_min, self.srtt + 4 * self.rttvar)
+        self.rto = self.srtt + 4 * self.rttvar
 
     def _on_nak(self, nak: P.Nak) -> None:
         self.stats.naks += 1
@@ -571,21 +586,26 @@ class _Link:
         out = self.unacked.get(nak.expected_seq)
         if out is None:
             return
-        # After a go-back, the frames that were already in flight behind the lost one arrive out of
-        # order and draw one GAP NAK: ignore a GAP NAK sooner than the resent copy could have been
-        # answered. CRC / framing NAKs always mean a damaged frame, so they always trigger a resend.
-        if nak.reason == P.NakReason.GAP and out.sends > 1:
-            holdoff = self.t.seconds_for(len(out.wire)) + 0.03
-            if self.srtt is not None:
-                holdoff = min(holdoff, 1.5 * self.srtt)
-            if time.monotonic() - out.last_sent < holdoff:
-                return
+        # A NAK sooner than the latest copy of `expected` could have been answered is about an
+        # older copy, or about another damaged frame (the device NAKs every bad frame, and the
+        # frames in flight behind a lost one draw GAP NAKs): acting on each of them resent the
+        # whole window once per NAK, the resends drew more NAKs, and on a noisy link the storm
+        # filled the device's ring so that one fragment was NAKed dozens of times in a row.
+        if out.sends > 0 and time.monotonic() - out.last_sent < self.nak_holdoff(out):
+            return
         # NAK-triggered resends count toward the retry budget too: a frame NAKed forever (the
         # device keeps rejecting it) must end in a LinkError, not in a resend loop until the deadline.
         out.naks += 1
         if out.naks > NAK_RETRY_FACTOR * self.max_retries:
             raise LinkError(f"{out.msg.TYPE.name} seq {out.seq} NAKed {out.naks} times")
         self._go_back(nak.expected_seq)
+
+    def nak_holdoff(self, out: _Out) -> float:
+        """How long after sending a frame a NAK naming it may still be about an earlier copy."""
+        wire = self.t.seconds_for(len(out.wire) + 16)  # the frame there, the NAK back
+        if self.min_rtt is None:
+            return wire + 0.02
+        return max(wire, 0.8 * self.min_rtt)
 
     def _on_hello(self, h: P.Hello) -> None:
         if h.reason == P.HelloReason.REPLY:
@@ -662,6 +682,8 @@ class DeviceSession:
         self._link: _Link | None = None
         self._rng = random.Random()
         self._request_id = self._rng.randrange(1, 1 << 31)
+        # A request ended with frames of it still unacknowledged: start the next one with a handshake.
+        self._resync = False
 
     # ------------------------------------------------------------------------------------ lifecycle
 
@@ -752,6 +774,7 @@ class DeviceSession:
         if hello.protocol_version != P.PROTOCOL_VERSION:
             raise LinkError(f"device speaks protocol {hello.protocol_version}, gateway {P.PROTOCOL_VERSION}")
         link.restart(credit=hello.rx_credit)
+        self._resync = False  # both sides start from sequence number 0
         self.info = DeviceInfo.from_hello(hello)
         log.info(
             "%s: %s %s, model %s (%08x), %dx%d, credit %d, %d baud",
@@ -892,6 +915,7 @@ class DeviceSession:
             token = self._rng.randrange(1 << 32)
             start = time.monotonic()
             deadline = start + self.timeout_s
+            self._resync_if_needed(deadline)
             self._send_reliably([P.Ping(token)], deadline)
             self._wait_message(lambda p: isinstance(p.msg, P.Pong) and p.msg.token == token, deadline, "PONG")
             return time.monotonic() - start
@@ -936,6 +960,7 @@ class DeviceSession:
             deadline = start + deadline_s
             for attempt in (1, 2):
                 try:
+                    self._resync_if_needed(deadline)
                     result = self._detect_once(img, deadline, progress, cancel, stats)
                     return replace(result, host_seconds=time.monotonic() - start)
                 except DeviceReset:
@@ -944,6 +969,29 @@ class DeviceSession:
                     log.warning("%s: device reset during a request; handshaking and retrying once", self.url)
                     self._sync(min(deadline, time.monotonic() + self.timeout_s))
             raise AssertionError("unreachable")
+
+    def _resync_if_needed(self, deadline: float) -> None:
+        """Handshake again if the last request ended in the middle of the sequence space.
+
+        Frames already sent keep their sequence numbers and their size: the in-order receiver takes
+        nothing after them, so they must get through first, and once the MTU has shrunk they may be
+        far too large to ever arrive whole (a 977-byte DATA frame at 1 % damaged bytes). Keeping that
+        old sequence space alive wedged the link; a HELLO_REQUEST resets both sides (sequence
+        numbers, reassembly, MTU, the request) and costs one round trip.
+        """
+        if not self._resync:
+            return
+        link = self._require_link()
+        if link.idle and not link.open_message:
+            self._resync = False
+            return
+        self._sync(max(deadline, time.monotonic() + self.timeout_s))
+        self._resync = False
+
+    def _mark_resync(self) -> None:
+        link = self._link
+        if link is not None and not link.idle:
+            self._resync = True
 
     def _next_request_id(self) -> int:
         self._request_id = self._request_id % 0xFFFFFFFF + 1
@@ -1006,12 +1054,15 @@ class DeviceSession:
                 )
         except Cancelled:
             self._abort(rid)
+            self._mark_resync()
             raise
         except DeviceTimeout:
             self._abort(rid, wait=False)
+            self._mark_resync()
             raise
         except DeviceRejected:
             self._drop_queued()
+            self._mark_resync()
             raise
 
     def _wait_request(self, link: _Link, rid: int, deadline: float, cancel: threading.Event | None) -> P.Packet:

@@ -66,7 +66,7 @@
 
 #define APP_STALL_MS 5000u        /* = gateway.device.DEVICE_STALL_TIMEOUT_S */
 #define APP_BAUD_CONFIRM_MS 1000u /* = gateway.device.DEVICE_BAUD_CONFIRM_S */
-#define APP_RETX_MIN_MS 500u      /* first retransmission timeout (plus twice the frame's wire time) */
+#define APP_RETX_MIN_MS 200u      /* first retransmission timeout (plus twice the frame's wire time); the host answers at once, a spurious copy costs one duplicate */
 #define APP_RETX_MAX_MS 2000u
 #define APP_NOT_SYNCED_MS 200u
 #define APP_TX_IDLE_FLUSH_MS 50u
