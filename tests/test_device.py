@@ -670,3 +670,83 @@ def test_stale_result_is_ignored() -> None:
         res = s.detect(img)
         check_result(fake, img, res)
         assert res.request_id != 12345
+
+
+# ------------------------------------------------------------------------------------ MtuController
+
+
+def feed(ctl: dev.MtuController, frames: int, errors_every: int = 0) -> None:
+    for i in range(frames):
+        ctl.on_sent()
+        if errors_every and i % errors_every == 0:
+            ctl.on_error()
+
+
+def test_mtu_controller_shrinks_on_errors_and_grows_back_when_clean() -> None:
+    ctl = dev.MtuController(window=16, clean_frames=200)
+    assert ctl.update() == P.MTU_MAX  # no history: no change
+    feed(ctl, 15, errors_every=1)
+    assert ctl.update() == P.MTU_MAX  # a window is judged only once it is full
+    feed(ctl, 1, errors_every=1)
+    assert ctl.update() == P.MTU_MAX // 4  # every frame damaged: severe, a quarter at once
+    feed(ctl, 16, errors_every=2)  # rate 0.5: above `high`, below `severe`
+    assert ctl.update() == P.MTU_MAX // 8
+    for _ in range(10):
+        feed(ctl, 16, errors_every=1)
+        ctl.update()
+    assert ctl.mtu == 32  # the floor
+    feed(ctl, 16, errors_every=1)
+    assert ctl.update() == 32
+    # Clean frames: doubled back only after `clean_frames` of them, one step at a time.
+    for _ in range(12):
+        feed(ctl, 16)
+        assert ctl.update() == 32
+    feed(ctl, 16)
+    assert ctl.update() == 64
+    # A moderately noisy window (between low and high) restarts the clean count.
+    feed(ctl, 16, errors_every=8)
+    assert ctl.update() == 64
+    for _ in range(12):
+        feed(ctl, 16)
+        assert ctl.update() == 64
+    feed(ctl, 16)
+    assert ctl.update() == 128
+
+
+def test_mtu_controller_rejects_bad_limits() -> None:
+    with pytest.raises(ValueError):
+        dev.MtuController(min_mtu=P.MTU_MIN - 1)
+    with pytest.raises(ValueError):
+        dev.MtuController(min_mtu=512, max_mtu=256)
+
+
+class _StubTransport:
+    """Just enough of Transport for _Link bookkeeping without a wire."""
+
+    last_tx = 0.0
+    baudrate = 115200
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    def seconds_for(self, n: int) -> float:
+        return n * 10 / self.baudrate
+
+    def write(self, data: bytes) -> None:
+        self.sent.append(data)
+
+
+def test_drop_queue_takes_back_an_unsent_link_config() -> None:
+    """A LINK_CONFIG dropped before it was sent never reached the device: the host must keep
+    fragmenting at the old size (the device credits and reassembles for it)."""
+    ctl = dev.MtuController()
+    link = dev._Link(_StubTransport(), dev.LinkStats(), 8, ctl)  # type: ignore[arg-type]
+    link.restart(credit=1)
+    link.enqueue(P.Ping(1))
+    link.fill_window()  # seq 0 in flight; with credit 1 nothing else may go
+    feed(ctl, 16, errors_every=1)
+    link.adapt_mtu()  # LINK_CONFIG queued as seq 1, behind the window
+    assert link.mtu == P.MTU_MAX // 4 and link.tx_next == 2
+    link.drop_queue()
+    assert link.mtu == P.MTU_MAX and link.stats.mtu == P.MTU_MAX and link.tx_next == 1
+    assert list(link.unacked) == [0]
