@@ -232,7 +232,10 @@ class _Worker:
     def link(self) -> dict[str, int]:
         session = self.session
         current = _link_counts(session.stats) if session is not None else {}
-        return {k: self.link_base[k] + current.get(k, 0) for k in LINK_FIELDS}
+        counts = {k: self.link_base[k] + current.get(k, 0) for k in LINK_FIELDS}
+        # The MTU is a gauge, not a counter: the current session's value, never summed (0: no session).
+        counts["mtu"] = int(getattr(session.stats, "mtu", 0) or 0) if session is not None else 0
+        return counts
 
     def snapshot(self) -> DeviceSnapshot:
         return DeviceSnapshot(

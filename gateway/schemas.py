@@ -154,6 +154,7 @@ class LinkStatistics(_Model):
     resyncs: int = 0
     timeouts: int = 0
     device_resets: int = 0
+    mtu: int = 0  # current fragment payload size (a gauge; 0 while not connected)
 
 
 class DeviceStatus(_Model):
