@@ -19,9 +19,12 @@ DOC = json.loads(VECTORS_PATH.read_text(encoding="utf-8"))
 VECTORS: list[dict[str, Any]] = DOC["vectors"]
 
 
-def outcomes(data: bytes, *, chunk: int | None = None) -> list[dict[str, Any]]:
-    """Feed a byte stream, return what came out in the vectors' form."""
+def outcomes(data: bytes, *, chunk: int | None = None, reassemble: bool = False) -> list[dict[str, Any]]:
+    """Feed a byte stream, return what came out in the vectors' form. With ``reassemble`` the
+    sequenced frames go through a Reassembler first, as the link layer does (control frames never
+    carry MORE and bypass it)."""
     rx = P.FrameReceiver()
+    reasm = P.Reassembler()
     events: list[P.Frame | P.FrameError] = []
     step = chunk or max(1, len(data))
     for i in range(0, len(data), step):
@@ -31,6 +34,15 @@ def outcomes(data: bytes, *, chunk: int | None = None) -> list[dict[str, Any]]:
         if isinstance(ev, P.FrameError):
             out.append({"error": ev.kind})
             continue
+        if reassemble and P.is_sequenced(ev.type):
+            try:
+                whole = reasm.feed(ev)
+            except P.ProtocolError as e:
+                out.append({"error": e.kind})
+                continue
+            if whole is None:
+                continue  # a fragment with MORE: nothing comes out yet
+            ev = whole
         try:
             out.append({"message": P.packet_to_fields(P.decode_frame(ev))})
         except P.ProtocolError as e:
@@ -68,17 +80,36 @@ def test_file_shape() -> None:
     seen_types = {v["message"]["type"] for v in VECTORS if "message" in v}
     assert seen_types == {t.name for t in P.MsgType}
     kinds = {v["error"] for v in VECTORS if "error" in v}
-    # "fragment" is a reassembly outcome (tests/test_protocol_roundtrip.py), not a single-frame one.
+    # "fragment" is a reassembly outcome, not a single-frame one: it appears in the reassembly streams.
     assert kinds == set(P.ProtocolError.KINDS) - {"fragment"}
+    reasm = [v for v in VECTORS if v.get("reassemble")]
+    reasm_errors = {e["error"] for v in reasm for e in v["expect"] if "error" in e}
+    assert {"overflow", "fragment"} <= reasm_errors
+    assert {e["message"]["type"] for v in reasm for e in v["expect"] if "message" in e} >= {"DATA", "RESULT"}
+
+
+def test_reassembly_vectors_are_fragmented() -> None:
+    """The reassembly vectors really are cut into several frames (a vector that never sets MORE would
+    pass without a reassembler), and each whole message came from more than one frame."""
+    for v in (v for v in VECTORS if v.get("reassemble")):
+        frames = [ev for ev in P.FrameReceiver().feed(bytes.fromhex(v["hex"])) if isinstance(ev, P.Frame)]
+        seqd = [f for f in frames if P.is_sequenced(f.type)]
+        assert len(seqd) >= 2 and seqd[0].flags & P.Flag.MORE, v["name"]
+        for e in v["expect"]:
+            if "message" in e and P.is_sequenced(int(P.MsgType[e["message"]["type"]])):
+                whole = P.packet_from_fields(e["message"]).msg.encode_payload()
+                parts = [f for f in seqd if f.type == int(P.MsgType[e["message"]["type"]])]
+                assert len(parts) >= 2 and sum(len(f.payload) for f in parts) >= len(whole), v["name"]
 
 
 @pytest.mark.parametrize("v", VECTORS, ids=lambda v: v["name"])
 def test_decode(v: dict[str, Any]) -> None:
     data = bytes.fromhex(v["hex"])
     want = expected(v)
-    assert outcomes(data) == want
-    assert outcomes(data, chunk=1) == want  # byte at a time, as the firmware sees it
-    assert outcomes(data, chunk=7) == want
+    reasm = bool(v.get("reassemble", False))
+    assert outcomes(data, reassemble=reasm) == want
+    assert outcomes(data, chunk=1, reassemble=reasm) == want  # byte at a time, as the firmware sees it
+    assert outcomes(data, chunk=7, reassemble=reasm) == want
 
 
 @pytest.mark.parametrize("v", [v for v in VECTORS if "message" in v], ids=lambda v: v["name"])

@@ -302,6 +302,82 @@ def build() -> list[dict[str, Any]]:
         [P.Packet(P.Ping(1), 8, 0xFE)],
         "unknown flag bits are carried through, not rejected",
     )
+
+    # --- streams through the receiver and the reassembler (flag MORE, docs/protocol.md section 1)
+    def frags(msg_type: int, payload: bytes, mtu: int, seq: int, last_flags: int = 0) -> tuple[bytes, int]:
+        """Wire bytes of one message cut at `mtu` (P.fragment), seqs from `seq`; the last seq."""
+        out = b""
+        pieces = P.fragment(payload, mtu)
+        for i, (piece, flags) in enumerate(pieces):
+            extra = last_flags if i == len(pieces) - 1 else 0
+            out += P.encode_raw_frame(msg_type, piece, seq=(seq + i) % 65536, flags=flags | extra)
+        return out, (seq + len(pieces) - 1) % 65536
+
+    def reasm(name: str, data: bytes, expect: list[P.Packet | str], note: str) -> None:
+        stream(name, data, expect, note)
+        vectors[-1]["reassemble"] = True
+
+    rows3 = P.Data(first_row=3, pixels=bytes((7 * i + 1) & 0xFF for i in range(960)))
+    data, last = frags(P.MsgType.DATA, rows3.encode_payload(), 256, 10)
+    reasm(
+        "reasm_data_three_rows_mtu256",
+        data,
+        [pk(rows3, seq=last)],
+        "962-byte DATA at MTU 256: 256+256+256+194, MORE on all but the last; the message has the last seq",
+    )
+    res64 = P.Result(0x0A0B0C0D, 1, 2, 3, 4, 5, boxes)
+    data, last = frags(P.MsgType.RESULT, res64.encode_payload(), 128, 0xFFFD, last_flags=P.Flag.RETRANSMIT)
+    reasm(
+        "reasm_result_64_boxes_mtu128",
+        data,
+        [pk(res64, seq=last, flags=P.Flag.RETRANSMIT)],
+        "677-byte RESULT at MTU 128 (6 fragments, seq wraps 65535 -> 0); the flags are the last fragment's",
+    )
+    small = P.Data(first_row=7, pixels=nonzero_pattern(60))
+    head, tail = small.encode_payload()[:40], small.encode_payload()[40:]
+    reasm(
+        "reasm_control_frame_between_fragments",
+        P.encode_raw_frame(P.MsgType.DATA, head, seq=4, flags=P.Flag.MORE)
+        + good
+        + P.encode_raw_frame(P.MsgType.DATA, tail, seq=5),
+        [ack, pk(small, seq=5)],
+        "control frames are never fragments: an ACK between two fragments comes out on its own",
+    )
+    full = P.Data(first_row=0x0101, pixels=nonzero_pattern(1022, 3)).encode_payload()
+    reasm(
+        "reasm_max_message",
+        P.encode_raw_frame(P.MsgType.DATA, full[:600], seq=1, flags=P.Flag.MORE)
+        + P.encode_raw_frame(P.MsgType.DATA, full[600:], seq=2),
+        [pk(P.Data.decode_payload(full), seq=2)],
+        "600 + 424 = 1024 bytes: the largest message (the C receiver's buffer exactly full)",
+    )
+    reasm(
+        "reasm_empty_last_fragment",
+        P.encode_raw_frame(P.MsgType.DATA, small.encode_payload(), seq=8, flags=P.Flag.MORE)
+        + P.encode_raw_frame(P.MsgType.DATA, b"", seq=9),
+        [pk(small, seq=9)],
+        "a last fragment may be empty: it only ends the message",
+    )
+    over = bytes(2) + nonzero_pattern(1023, 5)
+    reasm(
+        "reasm_overflow",
+        P.encode_raw_frame(P.MsgType.DATA, over[:600], seq=1, flags=P.Flag.MORE)
+        + P.encode_raw_frame(P.MsgType.DATA, over[600:], seq=2)
+        + good,
+        ["overflow", ack],
+        "600 + 425 = 1025 bytes: no message. The C receiver cannot take the second frame at all (it "
+        "keeps the 600 bytes, the sender may retry); the Python reassembler drops the message. Either "
+        "way the link goes on: a control frame still arrives",
+    )
+    ping = P.Ping(0x0BADF00D)
+    reasm(
+        "reasm_wrong_type_continuation",
+        P.encode_raw_frame(P.MsgType.DATA, head, seq=20, flags=P.Flag.MORE)
+        + P.encode(ping, seq=21)
+        + P.encode(ping, seq=22),
+        ["fragment", pk(ping, seq=22)],
+        "a PING where the DATA should continue: both are lost (error 'fragment'), the next message is whole",
+    )
     return vectors
 
 
@@ -312,7 +388,9 @@ def render(vectors: list[dict[str, Any]]) -> str:
         "protocol_version": P.PROTOCOL_VERSION,
         "about": "Shared test vectors for docs/protocol.md. hex = bytes on the wire (COBS, with 0x00 delimiters). "
         "'message': the one frame decodes to it and encoding it gives exactly hex. 'error': feeding hex gives "
-        "exactly this error and no message. 'expect': feeding hex gives these outcomes in order.",
+        "exactly this error and no message. 'expect': feeding hex gives these outcomes in order. 'reassemble': the "
+        "sequenced frames of the stream also go through the reassembler (flag MORE): only whole messages come out, "
+        "and the error 'fragment' is a continuation of another type.",
     }
     head_s = json.dumps(head, ensure_ascii=False)[:-1]
     return head_s + ', "vectors": [\n' + ",\n".join(lines) + "\n]}\n"

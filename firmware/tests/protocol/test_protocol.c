@@ -567,7 +567,9 @@ static const char *rx_event_name(proto_rx_event_t ev)
 #define MAX_OUTCOMES 8
 static uint8_t g_payload_copy[MAX_OUTCOMES][PROTO_MAX_PAYLOAD]; /* DATA views must outlive the receiver buffer */
 
-static size_t feed(const uint8_t *data, size_t n, outcome_t *out)
+/* With `reassemble`, sequenced frames also go through proto_rx_reassemble, as the app does (the
+ * vectors' frames are all new and in order, so every one of them is "accepted"). */
+static size_t feed(const uint8_t *data, size_t n, outcome_t *out, int reassemble)
 {
     static proto_rx_t rx;
     proto_rx_init(&rx);
@@ -577,12 +579,27 @@ static size_t feed(const uint8_t *data, size_t n, outcome_t *out)
         const proto_rx_event_t ev = proto_rx_push(&rx, data[i], &f);
         if (ev == PROTO_RX_NONE)
             continue;
+        proto_reasm_t ra = PROTO_REASM_COMPLETE;
+        if (ev == PROTO_RX_FRAME && reassemble && PROTO_IS_SEQUENCED(f.type)) {
+            ra = proto_rx_reassemble(&rx, &f);
+            if (ra == PROTO_REASM_PENDING) {
+                CHECK(proto_rx_reasm_bytes(&rx) > 0u || f.len == 0u, "pending message keeps no bytes");
+                continue;
+            }
+            CHECK(proto_rx_reasm_bytes(&rx) == 0u, "reassembly still open after %d", (int)ra);
+        }
         if (k == MAX_OUTCOMES) {
             fail("too many outcomes");
             break;
         }
         outcome_t *o = &out[k];
         memset(o, 0, sizeof(*o));
+        if (ra == PROTO_REASM_ERROR) {
+            o->is_error = 1;
+            o->error = "fragment";
+            k++;
+            continue;
+        }
         if (ev != PROTO_RX_FRAME) {
             o->is_error = 1;
             o->error = rx_event_name(ev);
@@ -679,13 +696,16 @@ static void run_vectors(const json_t *doc)
         fail("no vectors array");
         return;
     }
-    int n_msg = 0, n_err = 0, n_stream = 0;
+    int n_msg = 0, n_err = 0, n_stream = 0, n_reasm = 0;
     for (size_t i = 0; i < vs->n; i++) {
         const json_t *v = &vs->items[i];
         g_vector = jstr(v, "name");
         const size_t n = hex_decode(jstr(v, "hex"), g_wire, sizeof(g_wire));
         static outcome_t got[MAX_OUTCOMES];
-        const size_t k = feed(g_wire, n, got);
+        const json_t *ra = jget(v, "reassemble");
+        const int reassemble = ra != NULL && ra->type == J_BOOL && ra->i != 0;
+        n_reasm += reassemble;
+        const size_t k = feed(g_wire, n, got, reassemble);
         const json_t *m = jget(v, "message"), *e = jget(v, "error"), *ex = jget(v, "expect");
         if (m != NULL) {
             n_msg++;
@@ -709,8 +729,9 @@ static void run_vectors(const json_t *doc)
         }
     }
     g_vector = "";
-    printf("vectors: %zu (%d messages, %d errors, %d streams)\n", vs->n, n_msg, n_err, n_stream);
-    CHECK(n_msg >= 14 && n_err >= 8 && n_stream >= 3, "suspiciously few vectors");
+    printf("vectors: %zu (%d messages, %d errors, %d streams, %d of them reassembled)\n", vs->n, n_msg, n_err,
+           n_stream, n_reasm);
+    CHECK(n_msg >= 14 && n_err >= 8 && n_stream >= 3 && n_reasm >= 5, "suspiciously few vectors");
 }
 
 /* ---- properties the vectors do not cover -------------------------------------------------------- */
