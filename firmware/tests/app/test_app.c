@@ -58,6 +58,11 @@ static msg_t s_msgs[MAX_MSGS];
 static size_t s_nmsgs;
 static unsigned s_bad_frames;
 static proto_rx_t s_host_rx;
+/* Fragments (flag MORE) of device messages: the host side reassembles them as the gateway does. */
+static unsigned s_frags_rx;
+static uint16_t s_max_seq_len;  /* largest payload of one sequenced device frame */
+static uint16_t s_last_seq;     /* seq of the latest sequenced device frame, fragments included */
+static int s_seq_unacked;       /* ... and the test has not ACKed it yet */
 
 static void fake_write(const uint8_t *src, size_t len)
 {
@@ -70,6 +75,21 @@ static void fake_write(const uint8_t *src, size_t len)
         if (ev != PROTO_RX_FRAME || s_nmsgs == MAX_MSGS) {
             s_bad_frames++;
             continue;
+        }
+        if (PROTO_IS_SEQUENCED(f.type)) {
+            s_max_seq_len = f.len > s_max_seq_len ? f.len : s_max_seq_len;
+            s_last_seq = f.seq;
+            s_seq_unacked = 1;
+            /* Every test ACKs before the device's timer runs out, so no fragment comes twice. */
+            const proto_reasm_t r = proto_rx_reassemble(&s_host_rx, &f);
+            if (r == PROTO_REASM_PENDING) {
+                s_frags_rx++;
+                continue;
+            }
+            if (r == PROTO_REASM_ERROR) {
+                s_bad_frames++;
+                continue;
+            }
         }
         msg_t *m = &s_msgs[s_nmsgs];
         m->type = f.type;
@@ -457,6 +477,32 @@ static int load(const char *path, void *dst, size_t n)
     return got == n;
 }
 
+/* RESULT of test_full_image, sent whole at MTU 1024: the fragmented run must give the same. */
+static proto_result_t s_full_result;
+
+/* The boxes equal the golden vector's (scores converted). */
+static void check_golden(const proto_result_t *r)
+{
+    FILE *f = fopen("tests/vectors/scene/boxes.txt", "r");
+    CHECK(f != NULL);
+    if (f == NULL) {
+        return;
+    }
+    unsigned n = 0;
+    long x, y, w, h, score, anchor;
+    while (fscanf(f, "%ld %ld %ld %ld %ld %ld", &x, &y, &w, &h, &score, &anchor) == 6) {
+        CHECK(n < r->n_boxes);
+        if (n < r->n_boxes) {
+            const proto_box_t *b = &r->boxes[n];
+            CHECK(b->x == x && b->y == y && b->w == w && b->h == h);
+            CHECK(b->score == app_score_u16((uint16_t)score));
+        }
+        n++;
+    }
+    fclose(f);
+    CHECK(n == r->n_boxes && n > 0u);
+}
+
 /* The whole image through the protocol, rows streamed as they come: RESULT equals the golden
  * vector's boxes (scores converted), STATS comes first when asked for. */
 static void test_full_image(void)
@@ -502,28 +548,142 @@ static void test_full_image(void)
      * stage claims (call overhead around the stage switches). */
     CHECK(sum <= r->ticks_total && sum + r->ticks_total / 20u >= r->ticks_total);
 
-    FILE *f = fopen("tests/vectors/scene/boxes.txt", "r");
-    CHECK(f != NULL);
-    if (f == NULL) {
-        return;
-    }
-    unsigned n = 0;
-    long x, y, w, h, score, anchor;
-    while (fscanf(f, "%ld %ld %ld %ld %ld %ld", &x, &y, &w, &h, &score, &anchor) == 6) {
-        CHECK(n < r->n_boxes);
-        if (n < r->n_boxes) {
-            const proto_box_t *b = &r->boxes[n];
-            CHECK(b->x == x && b->y == y && b->w == w && b->h == h);
-            CHECK(b->score == app_score_u16((uint16_t)score));
-        }
-        n++;
-    }
-    fclose(f);
-    CHECK(n == r->n_boxes && n > 0u);
+    check_golden(r);
+    s_full_result = *r;
     ack(s_msgs[ri].seq);
     clear_msgs();
     run(1);
     CHECK(s_nmsgs == 0);
+}
+
+/* One message as the gateway sends it at this MTU: fragments of `mtu` bytes, MORE on all but the
+ * last, each its own seq. */
+static void host_send_fragmented(uint8_t type, const void *body, uint16_t mtu)
+{
+    static uint8_t wire[PROTO_MAX_WIRE];
+    size_t n;
+    CHECK(proto_encode(type, 0u, 0u, body, wire, sizeof wire, &n) == PROTO_OK);
+    /* The payload, back out of the frame just encoded (the codec has no "payload only" call). */
+    proto_rx_t rx;
+    proto_frame_t f = {0};
+    proto_rx_init(&rx);
+    for (size_t i = 0; i < n; i++) {
+        (void)proto_rx_push(&rx, wire[i], &f);
+    }
+    static uint8_t payload[PROTO_MAX_PAYLOAD];
+    memcpy(payload, f.payload, f.len);
+    uint16_t off = 0;
+    do {
+        const uint16_t len = (uint16_t)(f.len - off < mtu ? f.len - off : mtu);
+        const uint8_t flags = off + len < f.len ? PROTO_FLAG_MORE : 0u;
+        CHECK(proto_frame_encode(type, flags, s_tx_seq++, payload + off, len, s_in + s_in_len, sizeof s_in - s_in_len,
+                                 &n) == PROTO_OK);
+        s_in_len += n;
+        off = (uint16_t)(off + len);
+    } while (off < f.len);
+}
+
+/* ACKs the device's sequenced frames one at a time (it has one fragment in flight) until a
+ * message of `type` is complete; its index, or -1. */
+static int pump_until(uint8_t type)
+{
+    for (int turn = 0; turn < 400; turn++) {
+        const int i = find(type, 0);
+        if (i >= 0) {
+            return i;
+        }
+        if (s_seq_unacked) {
+            s_seq_unacked = 0;
+            ack(s_last_seq);
+        }
+        run(1);
+    }
+    return -1;
+}
+
+/* Protocol v2 fragmentation, both ways: LINK_CONFIG bounds, then the scene image as DATA messages
+ * cut at a small MTU, and the RESULT coming back in fragments of that MTU. */
+static void test_fragmented_image(uint16_t mtu)
+{
+    handshake();
+    /* Out of range: refused with UNSUPPORTED, and the MTU stays what it was. */
+    const uint8_t credit_full = app_rx_credit();
+    const proto_link_config_t too_small = {(uint16_t)(PROTO_MTU_MIN - 1u)}, too_big = {(uint16_t)(PROTO_MTU_MAX + 1u)};
+    host_send_seq(PROTO_LINK_CONFIG, &too_small);
+    run(1);
+    expect_error(PROTO_E_UNSUPPORTED, 0u);
+    host_send_seq(PROTO_LINK_CONFIG, &too_big);
+    run(1);
+    expect_error(PROTO_E_UNSUPPORTED, 0u);
+    CHECK(app_rx_credit() == credit_full);
+
+    const proto_link_config_t lc = {mtu};
+    const uint16_t lc_seq = s_tx_seq;
+    host_send_seq(PROTO_LINK_CONFIG, &lc);
+    run(1);
+    /* Its ACK already carries the credit for the new size: more, smaller frames fit the ring. */
+    const int ai = find(PROTO_ACK, 0);
+    CHECK(ai >= 0 && find(PROTO_ERROR, 0) < 0);
+    if (ai >= 0) {
+        CHECK(s_msgs[ai].body.ack.ack_seq == lc_seq);
+        CHECK(s_msgs[ai].body.ack.credit == app_rx_credit() && app_rx_credit() > credit_full);
+    }
+    clear_msgs();
+
+    /* A PING where a DATA message should continue: BAD_FRAME, and both are lost (no PONG). */
+    uint8_t first[2 + 14];
+    first[0] = 0u;
+    first[1] = 0u;
+    memcpy(first + 2, s_image, sizeof first - 2u);
+    size_t n;
+    CHECK(proto_frame_encode(PROTO_DATA, PROTO_FLAG_MORE, s_tx_seq++, first, sizeof first, s_in + s_in_len,
+                             sizeof s_in - s_in_len, &n) == PROTO_OK);
+    s_in_len += n;
+    const proto_ping_t ping = {7u};
+    host_send_seq(PROTO_PING, &ping);
+    /* The ERROR's text is longer than small MTUs: it comes in fragments too. */
+    const int ei = pump_until(PROTO_ERROR);
+    CHECK(ei >= 0 && find(PROTO_PONG, 0) < 0);
+    if (ei >= 0) {
+        CHECK(s_msgs[ei].body.error.code == PROTO_E_BAD_FRAME && s_msgs[ei].body.error.request_id == 0u);
+    }
+    ack(s_last_seq);
+    s_seq_unacked = 0;
+    run(1);
+    clear_msgs();
+
+    /* Counted from here: the RESULT's first fragment already leaves with the last DATA's ACK. */
+    s_frags_rx = 0;
+    s_max_seq_len = 0;
+    send_detect(400u, 0u);
+    for (uint16_t r = 0; r < H; r += 3) {
+        const uint16_t rows = (uint16_t)(H - r < 3 ? H - r : 3);
+        const proto_data_t d = {r, (uint16_t)(rows * W), s_image + (size_t)r * W};
+        host_send_fragmented(PROTO_DATA, &d, mtu);
+        run(0);
+        CHECK(find(PROTO_ERROR, 0) < 0);
+        clear_msgs(); /* the ACKs */
+    }
+    const int ri = pump_until(PROTO_RESULT);
+    CHECK(ri >= 0);
+    if (ri < 0) {
+        return;
+    }
+    const proto_result_t *r = &s_msgs[ri].body.result;
+    CHECK(r->request_id == 400u);
+    check_golden(r);
+    CHECK(r->n_boxes == s_full_result.n_boxes &&
+          memcmp(r->boxes, s_full_result.boxes, r->n_boxes * sizeof r->boxes[0]) == 0);
+    /* It did come in fragments of at most `mtu` bytes: 37 + 10 per box, cut at mtu. */
+    const unsigned payload = 37u + 10u * r->n_boxes;
+    CHECK(s_max_seq_len <= mtu);
+    CHECK(s_frags_rx == (payload - 1u) / mtu && s_frags_rx > 0u);
+    ack(s_last_seq);
+    s_seq_unacked = 0;
+    clear_msgs();
+    run(1);
+    CHECK(s_nmsgs == 0);
+    handshake(); /* back to MTU 1024 for what follows */
 }
 
 int main(void)
@@ -536,6 +696,8 @@ int main(void)
     test_request_errors();
     test_set_baud();
     test_full_image();
+    test_fragmented_image(48u);
+    test_fragmented_image(PROTO_MTU_MIN);
     /* A HELLO_REQUEST mid-image drops it without a word and starts the link over. */
     send_detect(300u, 0u);
     send_rows(0, 3);
