@@ -152,6 +152,8 @@ class LinkStats:
     device_resets: int = 0  # unexpected HELLOs (reboots we did not ask for)
     mtu: int = P.MTU_MAX  # current fragment payload size, both ways (a gauge, not a counter)
     mtu_changes: int = 0
+    fragments_tx: int = 0  # new frames sent with MORE (a message cut at the MTU)
+    fragments_rx: int = 0  # device frames taken with MORE
 
     def to_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -420,6 +422,7 @@ class _Link:
             out.first_sent = now
             wire = out.wire
             self.open_message = bool(out.flags & P.Flag.MORE)
+            self.stats.fragments_tx += self.open_message
         self._write(wire)
         self.stats.frames_tx += 1
         out.sends += 1
@@ -633,6 +636,7 @@ class _Link:
         except P.ProtocolError as e:
             raise LinkError(f"device sent a bad fragment sequence: {e}") from e
         if whole is None:
+            self.stats.fragments_rx += 1
             return  # more fragments to come
         frame = whole
         try:
@@ -655,6 +659,10 @@ class DeviceSession:
     end of a cancelled request); ``max_retries`` bounds retransmissions of one frame; a detection
     is bounded by its ``deadline_s`` (a duration, seconds from the call). When ``deadline_s`` is None
     it is ``compute_timeout_s`` plus three times the image's wire time plus ``timeout_s``.
+
+    ``mtu`` pins the fragment size (16..1024, sent to the device as LINK_CONFIG after every
+    handshake) and turns the adaptive MTU off; None (the default) lets ``MtuController`` follow the
+    link's error rate. Pinning is for tests and for links whose quality is known in advance.
     """
 
     def __init__(
@@ -666,7 +674,10 @@ class DeviceSession:
         timeout_s: float = 5.0,
         max_retries: int = 8,
         compute_timeout_s: float = 60.0,
+        mtu: int | None = None,
     ) -> None:
+        if mtu is not None and not P.MTU_MIN <= mtu <= P.MTU_MAX:
+            raise ValueError(f"mtu must be in {P.MTU_MIN}..{P.MTU_MAX}, got {mtu}")
         self.url = url
         self.initial_baud = baudrate
         self.target_baud = target_baud
@@ -675,8 +686,9 @@ class DeviceSession:
         self.compute_timeout_s = compute_timeout_s
         self.info: DeviceInfo | None = None
         self.stats = LinkStats()
-        # Kept across reconnections: the link's noise outlives one session.
-        self._mtu_ctl = MtuController()
+        # Kept across reconnections: the link's noise outlives one session. A pinned MTU is a
+        # controller whose only size is that one (it never moves, and adapt_mtu still sends it).
+        self._mtu_ctl = MtuController() if mtu is None else MtuController(max_mtu=mtu, min_mtu=mtu)
         self._lock = threading.RLock()
         self._transport: Transport | None = None
         self._link: _Link | None = None
