@@ -415,9 +415,7 @@ class _Link:
         self.mtu_ctl.on_sent()
         if out.sends:
             self.stats.retransmits += 1
-            wire = P.encode_raw_frame(
-                int(out.msg.TYPE), out.payload, seq=out.seq, flags=out.flags | P.Flag.RETRANSMIT
-            )
+            wire = P.encode_raw_frame(int(out.msg.TYPE), out.payload, seq=out.seq, flags=out.flags | P.Flag.RETRANSMIT)
         else:
             out.first_sent = now
             wire = out.wire
