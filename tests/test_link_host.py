@@ -601,7 +601,10 @@ def test_50_images_on_a_very_noisy_link(sim: SimDevice) -> None:
     stats = sim.relay_stats
     print(f"noisy link: {dict(outcomes)} in {elapsed:.0f} s; relay {stats}")
     assert sum(outcomes.values()) == NOISY_IMAGES
-    assert stats.corrupted > 1000 and stats.dropped > 100
+    # The faults really happened, in proportion to the traffic that crossed the relay (a fixed count
+    # would depend on how quickly the session gives up).
+    crossed = stats.bytes_to_device + stats.bytes_from_device
+    assert stats.corrupted > 0.5 * 0.01 * crossed and stats.dropped > 0.5 * 0.001 * crossed
     # Faults off: the same device gives the fault-free answer straight away, nothing was left wedged.
     sim.set_fault(None)
     with session(sim.url) as s2:
