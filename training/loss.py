@@ -6,9 +6,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from training.boxes import anchors_cxcywh, cxcywh_to_xyxy, encode, iou_matrix
+from training.boxes import INPUT_SIZE, anchors_cxcywh, cxcywh_to_xyxy, encode, iou_matrix
 
 POSITIVE_IOU = 0.35
+# Faces larger than the biggest anchor (48 px) overlap every anchor poorly: with a fixed 0.35 threshold
+# they get a single positive while the anchors lying inside them are mined as hard negatives, and the
+# model learns to miss them. Such a face also takes the anchors within RELATIVE_IOU of its best IoU
+# whose centres lie in its middle third (so the offsets to learn stay moderate).
+RELATIVE_IOU = 0.7
+CENTRE_FRACTION = 1 / 6
 NEGATIVE_RATIO = 3
 
 ANCHORS = anchors_cxcywh()
@@ -26,13 +32,24 @@ def match(boxes: np.ndarray, ignore: np.ndarray) -> tuple[np.ndarray, np.ndarray
         labels[iou_matrix(ANCHORS_XYXY, hard).max(axis=1) >= POSITIVE_IOU] = -1
     if len(faces):
         iou = iou_matrix(ANCHORS_XYXY, faces)
-        best_face = iou.argmax(axis=1)
-        best_iou = iou[np.arange(n_anchors), best_face]
-        # Every face keeps its best anchor, even below the threshold (S3FD scale compensation).
-        best_anchor = iou.argmax(axis=0)
-        best_iou[best_anchor] = 1.0
+        face_c = (faces[:, :2] + faces[:, 2:]) / 2
+        centre_offset = np.abs(ANCHORS[:, None, :2] - face_c[None])  # (anchors, faces, 2)
+        threshold = np.maximum(np.minimum(POSITIVE_IOU, RELATIVE_IOU * iou.max(axis=0)), 1e-6)
+        # Each anchor goes to the face it covers best relative to that face's own threshold.
+        ratio = iou / threshold
+        relaxed = threshold < POSITIVE_IOU
+        if relaxed.any():
+            face_wh = faces[relaxed, 2:] - faces[relaxed, :2]
+            central = (centre_offset[:, relaxed] <= CENTRE_FRACTION * face_wh[None]).all(axis=2)
+            ratio[:, relaxed] = np.where(central, ratio[:, relaxed], iou[:, relaxed] / POSITIVE_IOU)
+        best_face = ratio.argmax(axis=1)
+        best_ratio = ratio[np.arange(n_anchors), best_face]
+        # Every face keeps its best anchor (S3FD scale compensation); among equal IoUs (all the anchors
+        # inside a large face) the one nearest the face's centre.
+        best_anchor = (iou - 1e-6 * centre_offset.sum(axis=2) / INPUT_SIZE).argmax(axis=0)
+        best_ratio[best_anchor] = 1.0
         best_face[best_anchor] = np.arange(len(faces))
-        positive = best_iou >= POSITIVE_IOU
+        positive = best_ratio >= 1.0
         labels[positive] = 1
         targets[positive] = encode(faces[best_face[positive]], ANCHORS[positive])
     return labels, targets
