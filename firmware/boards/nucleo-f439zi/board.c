@@ -23,6 +23,7 @@
  */
 #include "board.h"
 #include "cortex-m4/cm4.h"
+#include "cortex-m4/counter64.h"
 #include "cortex-m4/startup.h"
 #include "cortex-m4/stm32_uart.h"
 #include "cortex-m4/stm32f4.h"
@@ -66,8 +67,7 @@ __attribute__((section(".noinit"))) struct fault_record g_last_fault;
 static uint32_t s_sysclk_hz = HSI_HZ; /* what clock_init() achieved */
 static uint32_t s_apb1_hz = HSI_HZ;
 static volatile uint32_t s_millis;
-static volatile uint32_t s_cycles_hi;   /* CYCCNT wraps seen by SysTick */
-static volatile uint32_t s_cycles_last; /* CYCCNT at the last SysTick */
+static counter64_t s_cycles; /* CYCCNT widened to 64 bits */
 static uint32_t s_last_heartbeat_ms;
 static bool s_clock_fault;
 static bool s_watchdog_reset;
@@ -184,6 +184,7 @@ static void counters_init(void)
     DWT_LAR = DWT_LAR_KEY;
     DWT->CYCCNT = 0u;
     DWT->CTRL |= DWT_CTRL_CYCCNTENA;
+    counter64_start(&s_cycles, DWT->CYCCNT);
 
     SYSTICK->CTRL = 0u;
     SYSTICK->LOAD = s_sysclk_hz / 1000u - 1u;
@@ -209,11 +210,7 @@ static void watchdog_init(void)
 void SysTick_Handler(void)
 {
     s_millis++;
-    uint32_t now = DWT->CYCCNT;
-    if (now < s_cycles_last) {
-        s_cycles_hi++;
-    }
-    s_cycles_last = now;
+    counter64_observe(&s_cycles, DWT->CYCCNT);
 }
 
 void USART3_IRQHandler(void)
@@ -256,15 +253,7 @@ uint32_t board_ticks(void)
 
 uint64_t board_ticks64(void)
 {
-    uint32_t primask = irq_save();
-    uint32_t hi = s_cycles_hi;
-    uint32_t last = s_cycles_last;
-    uint32_t now = DWT->CYCCNT;
-    irq_restore(primask);
-    if (now < last) {
-        hi++; /* wrapped since the last SysTick */
-    }
-    return ((uint64_t)hi << 32) | now;
+    return counter64_read(&s_cycles, &DWT->CYCCNT);
 }
 
 const char *board_tick_unit(void)

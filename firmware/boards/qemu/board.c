@@ -25,6 +25,7 @@
  */
 #include "board.h"
 #include "cortex-m4/cm4.h"
+#include "cortex-m4/counter64.h"
 #include "cortex-m4/startup.h"
 #include "cortex-m4/stm32_uart.h"
 #include "cortex-m4/stm32f4.h"
@@ -40,8 +41,7 @@
 #define SEMIHOST_SYS_EXIT_EXTENDED 0x20u
 #define ADP_STOPPED_APPLICATION_EXIT 0x20026u
 
-static volatile uint32_t s_ticks_hi;   /* TIM2 wraps seen by the SysTick handler */
-static volatile uint32_t s_ticks_last; /* TIM2 value at the last SysTick */
+static counter64_t s_ticks; /* TIM2 widened to 64 bits */
 
 static uint32_t semihost(uint32_t op, const void *arg)
 {
@@ -65,17 +65,13 @@ static void counter_init(void)
     SYSTICK->LOAD = CORE_HZ / TICK_HZ - 1u;
     SYSTICK->VAL = 0u;
     SCB->SHPR[SHPR_SYSTICK] = NVIC_PRIO(2u);
-    s_ticks_last = TIM2->CNT;
+    counter64_start(&s_ticks, TIM2->CNT);
     SYSTICK->CTRL = SYSTICK_CTRL_CLKSOURCE_CPU | SYSTICK_CTRL_TICKINT | SYSTICK_CTRL_ENABLE;
 }
 
 void SysTick_Handler(void)
 {
-    uint32_t now = TIM2->CNT;
-    if (now < s_ticks_last) {
-        s_ticks_hi++;
-    }
-    s_ticks_last = now;
+    counter64_observe(&s_ticks, TIM2->CNT);
 }
 
 void USART1_IRQHandler(void)
@@ -105,15 +101,7 @@ uint32_t board_ticks(void)
 
 uint64_t board_ticks64(void)
 {
-    uint32_t primask = irq_save();
-    uint32_t hi = s_ticks_hi;
-    uint32_t last = s_ticks_last;
-    uint32_t now = TIM2->CNT;
-    irq_restore(primask);
-    if (now < last) {
-        hi++; /* wrapped since the last SysTick, which has not run yet */
-    }
-    return ((uint64_t)hi << 32) | now;
+    return counter64_read(&s_ticks, &TIM2->CNT);
 }
 
 const char *board_tick_unit(void)
