@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from gateway.device import DetectResult, DeviceError, DeviceInfo, DeviceSession
 from gateway.imaging import Letterbox, letterbox_bytes
@@ -136,5 +136,7 @@ def _detect_with_retry(session: DeviceSession, path: Path, deadline_s: float | N
             return detect_file(session, path, deadline_s)
     except DeviceError as exc:
         return error_line(path, "device_error", f"{type(exc).__name__}: {exc}")
+    except UnidentifiedImageError:
+        return error_line(path, "bad_image", "not an image in a format Pillow can read")
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:  # unreadable images
         return error_line(path, "bad_image", f"{type(exc).__name__}: {exc}")

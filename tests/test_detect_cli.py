@@ -72,3 +72,4 @@ def test_detect_prints_one_json_line_per_image_with_reference_boxes(tmp_path: Pa
         assert device["peak_ram_bytes"] > 0 and device["model_hash"] == model.hash[:8]
         assert line["timing"]["total_s"] > 0
     assert lines[-1]["error"]["code"] == "bad_image" and lines[-1]["boxes"] == []
+    assert "not an image" in lines[-1]["error"]["message"]
