@@ -337,7 +337,7 @@ class _Link:
         self.inbox.clear()
         self._stamp = 0
         frame_s = self.t.seconds_for(P.MAX_WIRE)
-        self.rto_min = RTO_MIN_S + 2 * frame_s
+        self.wire_floor = 2 * frame_s  # a full frame there and its answer back
         self.srtt: float | None = None
         self.min_rtt: float | None = None  # fastest ACK seen: the floor of any answer's delay
         self.rttvar = 0.0
@@ -352,8 +352,9 @@ class _Link:
     def current_rto(self) -> float:
         # The floor covers the device computing a whole DATA message (~0.4 s on QEMU) before it
         # reads on. With small fragments that happens once per many frames, and a lost frame whose
-        # NAK is lost too would otherwise cost half a second each: the floor shrinks with the MTU.
-        floor = self.rto_min - RTO_MIN_S * (1.0 - 0.2 - 0.8 * self.mtu / P.MTU_MAX)
+        # NAK is lost too would otherwise cost half a second each: the floor shrinks with the MTU,
+        # from RTO_MIN_S at the largest down to a fifth of it.
+        floor = self.wire_floor + RTO_MIN_S * (0.2 + 0.8 * self.mtu / P.MTU_MAX)
         return min(RTO_MAX_S, max(floor, self.rto) * self.backoff)
 
     # ---------------------------------------------------------------------------------------- sending
