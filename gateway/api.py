@@ -371,6 +371,29 @@ def _timeout(state: GatewayState, timeout_s: float | None) -> float:
     return timeout_s if timeout_s is not None else state.settings.request_timeout_s
 
 
+@dataclass(frozen=True)
+class AcceptedUpload:
+    """An upload read, decoded and given its deadline: what /v1/detect and /v1/jobs both start from."""
+
+    request_id: str
+    received: float  # perf_counter() when the request arrived, for the end-to-end latency
+    pool: DevicePool
+    decoded: DecodedUpload
+    deadline_s: float
+
+    def elapsed_s(self) -> float:
+        return time.perf_counter() - self.received
+
+
+async def accept_upload(request: Request, state: GatewayState, timeout_s: float | None) -> AcceptedUpload:
+    received = time.perf_counter()
+    request_id = _request_id(request)
+    data = await read_image_upload(request, state.settings.max_upload_bytes)
+    pool = state.require_pool()
+    decoded = await decode(state, data, pool.frame_size())
+    return AcceptedUpload(request_id, received, pool, decoded, _timeout(state, timeout_s))
+
+
 TimeoutQuery = Annotated[
     float | None,
     Query(gt=0, le=3600, description="deadline for the device work in seconds (default: the gateway's setting)"),
@@ -401,17 +424,11 @@ async def detect(
     device: DeviceQuery = None,
 ) -> schemas.DetectResponse:
     state = _state(request)
-    received = time.perf_counter()
-    request_id = _request_id(request)
-    data = await read_image_upload(request, state.settings.max_upload_bytes)
-    pool = state.require_pool()
-    decoded = await decode(state, data, pool.frame_size())
-    deadline = _timeout(state, timeout_s)
-    outcome = await await_unless_disconnected(
-        request, pool.detect(decoded.frame, timeout_s=deadline, device=device), deadline + _DEADLINE_GRACE_S
-    )
+    upload = await accept_upload(request, state, timeout_s)
+    work = upload.pool.detect(upload.decoded.frame, timeout_s=upload.deadline_s, device=device)
+    outcome = await await_unless_disconnected(request, work, upload.deadline_s + _DEADLINE_GRACE_S)
     response = build_detect_response(
-        request_id, decoded, outcome, include_frame=include_frame, total_s=time.perf_counter() - received
+        upload.request_id, upload.decoded, outcome, include_frame=include_frame, total_s=upload.elapsed_s()
     )
     state.metrics.observe_detect(response.latency.model_dump())
     return response
@@ -432,12 +449,7 @@ async def create_job(
     device: DeviceQuery = None,
 ) -> JSONResponse:
     state = _state(request)
-    received = time.perf_counter()
-    request_id = _request_id(request)
-    data = await read_image_upload(request, state.settings.max_upload_bytes)
-    pool = state.require_pool()
-    decoded = await decode(state, data, pool.frame_size())
-    deadline = _timeout(state, timeout_s)
+    upload = await accept_upload(request, state, timeout_s)
     # Submitting before answering 202 means a full queue or no device is reported now (429/503),
     # not discovered later by polling. Progress can start before the job record exists, so the
     # first events are held and replayed in order once it does.
@@ -453,11 +465,13 @@ async def create_job(
                 return
         state.jobs.progress_callback(job)(stage, info)
 
-    future, cancel = pool.submit(decoded.frame, timeout_s=deadline, progress=progress, device=device)
+    future, cancel = upload.pool.submit(
+        upload.decoded.frame, timeout_s=upload.deadline_s, progress=progress, device=device
+    )
 
     async def run(job: Job) -> dict[str, Any]:
         try:
-            outcome = await asyncio.wait_for(asyncio.wrap_future(future), deadline + _DEADLINE_GRACE_S)
+            outcome = await asyncio.wait_for(asyncio.wrap_future(future), upload.deadline_s + _DEADLINE_GRACE_S)
         except TimeoutError as exc:
             cancel.set()
             raise DeadlineExceededError("no answer from the device worker in time") from exc
@@ -466,7 +480,7 @@ async def create_job(
         except Exception as exc:
             raise error_from_exception(exc) from exc
         response = build_detect_response(
-            request_id, decoded, outcome, include_frame=include_frame, total_s=time.perf_counter() - received
+            upload.request_id, upload.decoded, outcome, include_frame=include_frame, total_s=upload.elapsed_s()
         )
         state.metrics.observe_detect(response.latency.model_dump())
         return response.model_dump(mode="json")
