@@ -3,12 +3,14 @@
     python -m training.train --epochs 30 [--out training/runs/main] [--resume]
 
 Writes `last.pt` every epoch (model, optimiser, scheduler, RNG state) and `best.pt`; copy the best one
-to `training/checkpoints/best.pt` to ship it.
+to `training/checkpoints/best.pt` to ship it. With `--ema D` the weights evaluated and kept are an
+exponential moving average (decay D per step) of the trained ones.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import random
@@ -66,6 +68,28 @@ def prefetch(iterator, depth: int = 3):
         yield item
 
 
+class WeightAverage:
+    """Exponential moving average of a model's parameters and buffers (BN statistics included).
+
+    The late epochs of a run wander around a minimum; their average generalises better than any one of
+    them, and the per-epoch dev AP it gives is much less noisy, so "best epoch" means something."""
+
+    def __init__(self, model: RNNPoolFace, decay: float) -> None:
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        averaged = self.model.state_dict()
+        for name, value in model.state_dict().items():
+            if value.is_floating_point():
+                averaged[name].lerp_(value, 1.0 - self.decay)
+            else:
+                averaged[name].copy_(value)
+
+
 def progress_line(epoch: int, step: int, steps: int, loss: float, rate: float, eta_s: float) -> str:
     width = 24
     filled = int(width * step / max(steps, 1))
@@ -94,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
         help="train for this wall-clock budget instead of a fixed number of epochs: the learning rate "
         "follows a cosine over elapsed time, so the run anneals fully however fast the machine is",
     )
+    parser.add_argument(
+        "--ema", type=float, default=0, help="evaluate and keep a moving average of the weights with this decay"
+    )
     args = parser.parse_args(argv)
 
     if args.threads:
@@ -120,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     budget_s = args.minutes * 60
     start_epoch, best_ap, history, spent_s = 0, -1.0, [], 0.0
     last_path = args.out / "last.pt"
+    ema_state = None
     if args.resume and last_path.exists():
         state = torch.load(last_path, map_location="cpu", weights_only=False)
         model.load_state_dict(state["model"])
@@ -128,8 +156,13 @@ def main(argv: list[str] | None = None) -> int:
         start_epoch, best_ap, history = state["epoch"] + 1, state["best_ap"], state["history"]
         spent_s = state.get("spent_s", 0.0)
         torch.set_rng_state(state["torch_rng"])
+        if state.get("ema") is not None:
+            ema_state = state["ema"]
         print(f"resumed at epoch {start_epoch}, best dev AP50(>=16px) {best_ap:.4f}", file=sys.stderr)
 
+    average = WeightAverage(model, args.ema) if args.ema else None
+    if average and ema_state is not None:
+        average.model.load_state_dict(ema_state)
     t_start = time.time() - spent_s
     epochs = range(start_epoch, 10**6) if budget_s else range(start_epoch, args.epochs)
     for epoch in epochs:
@@ -146,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             optimiser.step()
+            if average:
+                average.update(model)
             if budget_s:
                 frac = min((time.time() - t_start) / budget_s, 1.0)
                 for group in optimiser.param_groups:
@@ -163,9 +198,10 @@ def main(argv: list[str] | None = None) -> int:
             if budget_s and time.time() - t_start >= budget_s:
                 break
         print(file=sys.stderr)
-        model.eval()
-        result = evaluate(FloatDetector(model.cpu()), dev, progress=False)
-        model.to(device)
+        kept = average.model if average else model
+        kept.eval()
+        result = evaluate(FloatDetector(kept.cpu()), dev, progress=False)
+        kept.to(device)
         ap, ap16 = float(result["ap50"]), float(result["ap50_16px"])  # type: ignore[arg-type]
         history.append(
             {"epoch": epoch, "loss": running, "dev_ap50": ap, "dev_ap50_16px": ap16, "minutes": (time.time() - t0) / 60}
@@ -175,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         if ap16 > best_ap:
             best_ap = ap16
-            torch.save({"model": model.state_dict(), "epoch": epoch, "dev": history[-1]}, args.out / "best.tmp")
+            torch.save({"model": kept.state_dict(), "epoch": epoch, "dev": history[-1]}, args.out / "best.tmp")
             shutil.move(args.out / "best.tmp", args.out / "best.pt")
         torch.save(
             {
@@ -186,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
                 "best_ap": best_ap,
                 "history": history,
                 "torch_rng": torch.get_rng_state(),
+                "ema": average.model.state_dict() if average else None,
                 "spent_s": time.time() - t_start,
             },
             args.out / "last.tmp",
