@@ -156,8 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         start_epoch, best_ap, history = state["epoch"] + 1, state["best_ap"], state["history"]
         spent_s = state.get("spent_s", 0.0)
         torch.set_rng_state(state["torch_rng"])
-        if state.get("ema") is not None:
-            ema_state = state["ema"]
+        ema_state = state.get("ema")
         print(f"resumed at epoch {start_epoch}, best dev AP50(>=16px) {best_ap:.4f}", file=sys.stderr)
 
     average = WeightAverage(model, args.ema) if args.ema else None
