@@ -58,10 +58,19 @@ def xywh_to_xyxy(b: np.ndarray) -> np.ndarray:
 class FaceAugmenter:
     """Random crop/zoom around faces, flips, brightness/contrast -> (frame, boxes xyxy, ignore)."""
 
-    def __init__(self, records: list[Record], seed: int, plain_fraction: float = 0.25) -> None:
+    def __init__(
+        self,
+        records: list[Record],
+        seed: int,
+        plain_fraction: float = 0.25,
+        zoom_px: tuple[float, float] = (10.0, 120.0),
+        min_face: float = MIN_TRAIN_FACE,
+    ) -> None:
         self.records = records
         self.rng = np.random.default_rng(seed)
         self.plain_fraction = plain_fraction
+        self.zoom_px = zoom_px
+        self.min_face = min_face
         self._cache: dict[Path, Image.Image] = {}
 
     def image(self, record: Record) -> Image.Image:
@@ -95,9 +104,10 @@ class FaceAugmenter:
         letterbox_scale = FRAME / max(record.width, record.height)
         candidates = np.flatnonzero(~record.hard) if (~record.hard).any() else np.arange(len(record.boxes))
         face = record.boxes[rng.choice(candidates)]
-        # Small-face aware: pick the chosen face's size at the device log-uniformly, so tiny and large
-        # faces are both common, but never zoom out below half the letterbox scale or in beyond 4x.
-        target = math.exp(rng.uniform(math.log(10), math.log(120)))
+        # Small-face aware: pick the chosen face's size at the device log-uniformly within `zoom_px`, so
+        # tiny and large faces are both common, but never zoom out below half the letterbox scale or in
+        # beyond 4x.
+        target = math.exp(rng.uniform(math.log(self.zoom_px[0]), math.log(self.zoom_px[1])))
         scale = float(np.clip(target / max(face[2], 1.0), 0.5 * letterbox_scale, 4.0 * letterbox_scale))
         win = FRAME / scale
         # Window placement: the chosen face anywhere inside it (if it fits).
@@ -141,13 +151,12 @@ class FaceAugmenter:
             f = 255.0 * (np.clip(f, 0, 255) / 255.0) ** g
         return np.clip(np.rint(f), 0, 255).astype(np.uint8)
 
-    @staticmethod
-    def _clip(boxes: np.ndarray, ignore: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _clip(self, boxes: np.ndarray, ignore: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         area = np.prod(np.clip(boxes[:, 2:] - boxes[:, :2], 0, None), axis=1)
         clipped = np.clip(boxes, 0, FRAME)
         wh = np.clip(clipped[:, 2:] - clipped[:, :2], 0, None)
         visible = np.prod(wh, axis=1) / np.maximum(area, 1e-6)
         keep = (wh[:, 0] >= 1) & (wh[:, 1] >= 1)
         # Mostly cut off or too small to learn from: neither face nor background.
-        ignore = ignore | (visible < 0.5) | (wh.min(axis=1) < MIN_TRAIN_FACE)
+        ignore = ignore | (visible < 0.5) | (wh.min(axis=1) < self.min_face)
         return clipped[keep], ignore[keep]

@@ -24,7 +24,7 @@ from queue import Queue
 import numpy as np
 import torch
 
-from training.data import DEFAULT_DATA, FaceAugmenter, load_split
+from training.data import DEFAULT_DATA, MIN_TRAIN_FACE, FaceAugmenter, load_split
 from training.evaluate import evaluate
 from training.infer import FloatDetector
 from training.loss import match, multibox_loss
@@ -121,6 +121,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--ema", type=float, default=0, help="evaluate and keep a moving average of the weights with this decay"
     )
+    parser.add_argument(
+        "--zoom-px",
+        type=float,
+        nargs=2,
+        default=(10.0, 120.0),
+        metavar=("LO", "HI"),
+        help="zoomed crops put the chosen face at a width drawn log-uniformly from LO..HI device pixels",
+    )
+    parser.add_argument(
+        "--plain-fraction", type=float, default=0.25, help="share of frames that are the plain letterboxed image"
+    )
+    parser.add_argument(
+        "--min-face",
+        type=float,
+        default=MIN_TRAIN_FACE,
+        help="faces narrower than this (device px) after augmentation are ignored in matching",
+    )
     args = parser.parse_args(argv)
 
     if args.threads:
@@ -166,7 +183,13 @@ def main(argv: list[str] | None = None) -> int:
     epochs = range(start_epoch, 10**6) if budget_s else range(start_epoch, args.epochs)
     for epoch in epochs:
         # Per-epoch seeds make a resumed run see the same samples as an uninterrupted one.
-        augmenter = FaceAugmenter(train, seed=args.seed * 1000 + epoch)
+        augmenter = FaceAugmenter(
+            train,
+            seed=args.seed * 1000 + epoch,
+            plain_fraction=args.plain_fraction,
+            zoom_px=tuple(args.zoom_px),
+            min_face=args.min_face,
+        )
         order = np.random.default_rng(args.seed * 1000 + epoch).permutation(len(train))
         model.train()
         t0, seen, running = time.time(), 0, 0.0
