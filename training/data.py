@@ -20,6 +20,10 @@ FRAME = 320
 # Faces smaller than this at the device input cannot be matched reliably by the 8 px anchors;
 # augmentation marks them "ignore" rather than teaching the model that they are background.
 MIN_TRAIN_FACE = 5.0
+# Zoomed crops put the chosen face at a width drawn log-uniformly from this range (device px); the rest
+# of the frames are the plain letterboxed picture, as the device sees it.
+ZOOM_PX = (10.0, 120.0)
+PLAIN_FRACTION = 0.25
 
 
 @dataclass(frozen=True)
@@ -62,8 +66,8 @@ class FaceAugmenter:
         self,
         records: list[Record],
         seed: int,
-        plain_fraction: float = 0.25,
-        zoom_px: tuple[float, float] = (10.0, 120.0),
+        plain_fraction: float = PLAIN_FRACTION,
+        zoom_px: tuple[float, float] = ZOOM_PX,
         min_face: float = MIN_TRAIN_FACE,
     ) -> None:
         self.records = records

@@ -24,7 +24,7 @@ from queue import Queue
 import numpy as np
 import torch
 
-from training.data import DEFAULT_DATA, MIN_TRAIN_FACE, FaceAugmenter, load_split
+from training.data import DEFAULT_DATA, MIN_TRAIN_FACE, PLAIN_FRACTION, ZOOM_PX, FaceAugmenter, load_split
 from training.evaluate import evaluate
 from training.infer import FloatDetector
 from training.loss import match, multibox_loss
@@ -125,18 +125,21 @@ def main(argv: list[str] | None = None) -> int:
         "--zoom-px",
         type=float,
         nargs=2,
-        default=(10.0, 120.0),
+        default=ZOOM_PX,
         metavar=("LO", "HI"),
         help="zoomed crops put the chosen face at a width drawn log-uniformly from LO..HI device pixels",
     )
     parser.add_argument(
-        "--plain-fraction", type=float, default=0.25, help="share of frames that are the plain letterboxed image"
+        "--plain-fraction",
+        type=float,
+        default=PLAIN_FRACTION,
+        help="share of frames that are the plain letterboxed image",
     )
     parser.add_argument(
         "--min-face",
         type=float,
         default=MIN_TRAIN_FACE,
-        help="faces narrower than this (device px) after augmentation are ignored in matching",
+        help="faces whose smaller side is under this (device px) after augmentation are ignored in matching",
     )
     args = parser.parse_args(argv)
 
