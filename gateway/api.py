@@ -54,6 +54,7 @@ from gateway.metrics import GatewayMetrics
 from gateway.pool import DeviceIdentity, DevicePool, DeviceState, Outcome, error_from_exception, tick_unit_name
 from gateway.settings import Settings, gateway_version
 from gateway.validation import DecodedUpload, UploadLimits, classify_content_type, decode_upload, read_bounded
+from gateway.views import MAX_VIEWS
 
 log = logging.getLogger("gateway.api")
 
@@ -358,6 +359,7 @@ def build_detect_response(
             device_compute_s=outcome.compute_s,
             total_s=total_s,
         ),
+        views=outcome.views,
         frame=frame,
     )
 
@@ -402,6 +404,15 @@ IncludeFrameQuery = Annotated[
     bool, Query(description="also return the 320x320 letterboxed frame (base64 PNG) and boxes in its coordinates")
 ]
 DeviceQuery = Annotated[str | None, Query(description="run on this device (its URL as listed by /v1/devices)")]
+ViewsQuery = Annotated[
+    int | None,
+    Query(
+        ge=1,
+        le=MAX_VIEWS,
+        description="device passes fused per image: 2 = the frame and its shifted mirror (more accurate), "
+        "1 = half the device time (default: the gateway's setting, 2 unless configured)",
+    ),
+]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -422,10 +433,13 @@ async def detect(
     include_frame: IncludeFrameQuery = False,
     timeout_s: TimeoutQuery = None,
     device: DeviceQuery = None,
+    views: ViewsQuery = None,
 ) -> schemas.DetectResponse:
     state = _state(request)
     upload = await accept_upload(request, state, timeout_s)
-    work = upload.pool.detect(upload.decoded.frame, timeout_s=upload.deadline_s, device=device)
+    work = upload.pool.detect(
+        upload.decoded.frame, timeout_s=upload.deadline_s, device=device, views=views or state.settings.views
+    )
     outcome = await await_unless_disconnected(request, work, upload.deadline_s + _DEADLINE_GRACE_S)
     response = build_detect_response(
         upload.request_id, upload.decoded, outcome, include_frame=include_frame, total_s=upload.elapsed_s()
@@ -447,6 +461,7 @@ async def create_job(
     include_frame: IncludeFrameQuery = False,
     timeout_s: TimeoutQuery = None,
     device: DeviceQuery = None,
+    views: ViewsQuery = None,
 ) -> JSONResponse:
     state = _state(request)
     upload = await accept_upload(request, state, timeout_s)
@@ -466,7 +481,11 @@ async def create_job(
         state.jobs.progress_callback(job)(stage, info)
 
     future, cancel = upload.pool.submit(
-        upload.decoded.frame, timeout_s=upload.deadline_s, progress=progress, device=device
+        upload.decoded.frame,
+        timeout_s=upload.deadline_s,
+        progress=progress,
+        device=device,
+        views=views or state.settings.views,
     )
 
     async def run(job: Job) -> dict[str, Any]:
@@ -627,6 +646,7 @@ async def benchmark(
     count: Annotated[int, Query(ge=1, le=64, description="synthetic images to generate")] = 8,
     timeout_s: TimeoutQuery = None,
     device: DeviceQuery = None,
+    views: ViewsQuery = None,
 ) -> schemas.BenchmarkReport:
     state = _state(request)
     settings = state.settings
@@ -657,7 +677,15 @@ async def benchmark(
     report = await await_unless_disconnected(
         request,
         bench.run_benchmark(
-            pool, images, n=n, warmup=warmup, image_source=source, seed=used_seed, device=device, timeout_s=per_image
+            pool,
+            images,
+            n=n,
+            warmup=warmup,
+            image_source=source,
+            seed=used_seed,
+            device=device,
+            timeout_s=per_image,
+            views=views or settings.views,
         ),
         (per_image + _DEADLINE_GRACE_S) * (n + warmup),
     )

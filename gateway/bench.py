@@ -136,6 +136,7 @@ async def run_benchmark(
     seed: int | None,
     device: str | None = None,
     timeout_s: float | None = None,
+    views: int = 1,
 ) -> BenchmarkReport:
     """Run `warmup` unrecorded then `n` recorded detections, cycling through `images`, one at a time."""
     if not images:
@@ -153,7 +154,7 @@ async def run_benchmark(
     for i in range(warmup + n):
         image = images[i % len(images)]
         started = time.perf_counter()
-        outcome = await pool.detect(image.frame, timeout_s=timeout_s, device=device)
+        outcome = await pool.detect(image.frame, timeout_s=timeout_s, device=device, views=views)
         elapsed = time.perf_counter() - started
         identity = outcome.device
         if i >= warmup:
@@ -192,6 +193,7 @@ async def run_benchmark(
         ],
         n=n,
         warmup=warmup,
+        views=views,
         samples=samples,
         summary=summary,
         peak_ram_bytes=max(s.peak_ram_bytes for s in samples),

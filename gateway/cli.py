@@ -117,6 +117,13 @@ def _add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic images (default 0)")
     p.add_argument("--timeout", type=float, default=None, help="deadline per detection, seconds")
     p.add_argument("--target-baud", type=int, default=None, help="negotiate this UART rate (direct mode)")
+    p.add_argument(
+        "--views",
+        type=int,
+        choices=(1, 2),
+        default=None,
+        help="device passes fused per detection, as /v1/detect?views= (default: the gateway's setting, 2)",
+    )
     p.add_argument("--token", default=None, help="bearer token for --server")
     p.add_argument("--out", type=Path, default=None, help="write the JSON report here (default: stdout)")
 
@@ -146,7 +153,14 @@ def _bench_local(args: argparse.Namespace) -> dict[str, Any]:
             images = bench.prepare_images(named, limits, pool.frame_size())
             report = asyncio.run(
                 bench.run_benchmark(
-                    pool, images, n=args.n, warmup=args.warmup, image_source=source, seed=seed, timeout_s=args.timeout
+                    pool,
+                    images,
+                    n=args.n,
+                    warmup=args.warmup,
+                    image_source=source,
+                    seed=seed,
+                    timeout_s=args.timeout,
+                    views=args.views or settings.views,
                 )
             )
         except GatewayError as exc:
@@ -169,6 +183,8 @@ def _bench_server(args: argparse.Namespace) -> dict[str, Any]:
     query: dict[str, Any] = {"n": args.n, "warmup": args.warmup, "seed": args.seed, "count": args.count}
     if args.timeout:
         query["timeout_s"] = args.timeout
+    if args.views:
+        query["views"] = args.views
     url = args.server.rstrip("/") + "/v1/benchmark?" + urllib.parse.urlencode(query)
     headers = {"Accept": "application/json"}
     data = None

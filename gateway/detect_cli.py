@@ -1,9 +1,11 @@
 """`rnnpool detect`: run images through a device and print one JSON object per image and line.
 
-    rnnpool detect --device sim|qemu|/dev/ttyACM0|socket://host:port [--json] IMAGE...
+    rnnpool detect --device sim|qemu|/dev/ttyACM0|socket://host:port [--views 1|2] [--json] IMAGE...
 
 Each line: {"image", "width", "height", "boxes": [{"x", "y", "w", "h", "score"}], "device": {...},
-"timing": {...}} with boxes in the original image's pixels (after EXIF orientation). This output
+"timing": {...}, "views": n} with boxes in the original image's pixels (after EXIF orientation).
+By default each image is detected twice, on the frame and on its shifted mirror, and the boxes are
+fused (gateway/views.py); `--views 1` is one pass, half the device time, lower accuracy. This output
 shape is a stable interface (accuracy is measured through it); add keys, never rename or remove.
 An image that cannot be processed gives a line with "boxes": [] and an "error" object, and the
 command exits with status 1 after the remaining images.
@@ -24,6 +26,7 @@ from PIL import Image, UnidentifiedImageError
 from gateway.device import DetectResult, DeviceError, DeviceInfo, DeviceSession
 from gateway.imaging import Letterbox, letterbox_bytes
 from gateway.sim import resolved_url
+from gateway.views import DEFAULT_VIEWS, MAX_VIEWS, detect_views
 
 BOX_DECIMALS = 2
 SCORE_DECIMALS = 5
@@ -41,6 +44,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--baudrate", type=int, default=115200, help="UART rate the device boots at")
     p.add_argument("--target-baud", type=int, default=None, help="negotiate this UART rate after the handshake")
     p.add_argument("--timeout", type=float, default=None, help="per-image deadline in seconds (default: from the baud)")
+    p.add_argument(
+        "--views",
+        type=int,
+        choices=range(1, MAX_VIEWS + 1),
+        default=DEFAULT_VIEWS,
+        help=f"device passes per image, fused (default {DEFAULT_VIEWS}: the frame and its shifted mirror)",
+    )
     p.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
 
 
@@ -82,11 +92,11 @@ def device_report(info: DeviceInfo, result: DetectResult) -> dict[str, Any]:
     }
 
 
-def detect_file(session: DeviceSession, path: Path, deadline_s: float | None) -> dict[str, Any]:
+def detect_file(session: DeviceSession, path: Path, deadline_s: float | None, views: int) -> dict[str, Any]:
     t0 = time.perf_counter()
     frame, plan = letterbox_bytes(path.read_bytes())
     t1 = time.perf_counter()
-    result = session.detect(frame, deadline_s=deadline_s)
+    result = detect_views(lambda view_frame, _view: session.detect(view_frame, deadline_s=deadline_s), frame, views)
     t2 = time.perf_counter()
     assert session.info is not None
     return {
@@ -96,6 +106,7 @@ def detect_file(session: DeviceSession, path: Path, deadline_s: float | None) ->
         "boxes": boxes_to_source(result, plan),
         "device": device_report(session.info, result),
         "timing": {"decode_s": round(t1 - t0, 6), "device_s": round(t2 - t1, 6), "total_s": round(t2 - t0, 6)},
+        "views": views,
     }
 
 
@@ -114,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
             return 2
         try:
             for path in args.images:
-                line = _detect_with_retry(session, path, args.timeout)
+                line = _detect_with_retry(session, path, args.timeout, args.views)
                 failures += "error" in line
                 print(json.dumps(line), flush=True)
         finally:
@@ -122,18 +133,18 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-def _detect_with_retry(session: DeviceSession, path: Path, deadline_s: float | None) -> dict[str, Any]:
+def _detect_with_retry(session: DeviceSession, path: Path, deadline_s: float | None, views: int) -> dict[str, Any]:
     try:
         if not path.is_file():
             return error_line(path, "not_found", "no such file")
         try:
-            return detect_file(session, path, deadline_s)
+            return detect_file(session, path, deadline_s, views)
         except DeviceError:
             # One fresh handshake and one more try: a reset or a burst of line noise should not cost
             # an image; a device that fails twice in a row is reported.
             session.close()
             session.open()
-            return detect_file(session, path, deadline_s)
+            return detect_file(session, path, deadline_s, views)
     except DeviceError as exc:
         return error_line(path, "device_error", f"{type(exc).__name__}: {exc}")
     except UnidentifiedImageError:

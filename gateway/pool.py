@@ -36,6 +36,7 @@ from gateway.errors import (
     QueueFullError,
 )
 from gateway.settings import Settings
+from gateway.views import check_views, detect_views
 
 if TYPE_CHECKING:
     from gateway.sim import SimDevice
@@ -134,6 +135,7 @@ class Outcome:
     transfer_s: float
     compute_s: float
     attempts: int
+    views: int = 1  # device passes fused into `result`
 
 
 @dataclass
@@ -143,6 +145,7 @@ class _Request:
     cancel: threading.Event
     progress: ProgressFn | None
     pin: str | None
+    views: int  # device passes fused into one answer (gateway/views.py)
     future: concurrent.futures.Future[Outcome] = field(default_factory=concurrent.futures.Future)
     enqueued: float = field(default_factory=time.monotonic)
     attempts: int = 0
@@ -377,22 +380,37 @@ class _Worker:
             )
             return
 
-        computing_at: list[float] = []
+        # Per view: (started, computing started, finished), for the transfer / compute split.
+        spans: list[list[float]] = []
+        frame_bytes = request.frame.size
 
-        def progress(stage: str, data: dict[str, Any]) -> None:
-            if stage == "computing" and not computing_at:
-                computing_at.append(time.monotonic())
-            if request.progress is not None:
-                with contextlib.suppress(Exception):
-                    request.progress(stage, data)
+        def detect_one(frame: np.ndarray, view: int) -> Any:
+            spans.append([time.monotonic()])
+
+            def progress(stage: str, data: dict[str, Any]) -> None:
+                if stage == "computing" and len(spans[-1]) == 1:
+                    spans[-1].append(time.monotonic())
+                if stage == "transmitting":  # one byte count across all views
+                    data = {
+                        "bytes_sent": view * frame_bytes + int(data.get("bytes_sent", 0)),
+                        "bytes_total": request.views * frame_bytes,
+                    }
+                if request.progress is not None:
+                    with contextlib.suppress(Exception):
+                        request.progress(stage, data)
+
+            remaining = request.deadline - time.monotonic()
+            if remaining <= 0:
+                raise dev.DeviceTimeout("the deadline passed between views")
+            # stats=True: the per-stage tick counts cost the device one small extra message.
+            result = session.detect(frame, deadline_s=remaining, progress=progress, cancel=request.cancel, stats=True)
+            spans[-1].append(time.monotonic())
+            return result
 
         self.state = DeviceState.BUSY
         request.attempts += 1
         try:
-            # stats=True: the per-stage tick counts cost the device one small extra message.
-            result = session.detect(
-                request.frame, deadline_s=remaining, progress=progress, cancel=request.cancel, stats=True
-            )
+            result = detect_views(detect_one, request.frame, request.views)
         except dev.Cancelled:
             self.requests_cancelled += 1
             request.fail(ClientGoneError("the request was cancelled"))
@@ -418,14 +436,17 @@ class _Worker:
         finished = time.monotonic()
         self.requests_ok += 1
         self.state = DeviceState.READY
-        compute_start = computing_at[0] if computing_at else finished
+        # A view whose device never reported "computing" counts as all transfer.
+        transfer = sum((span[1] if len(span) == 3 else span[-1]) - span[0] for span in spans)
+        compute = sum(span[2] - span[1] for span in spans if len(span) == 3)
         outcome = Outcome(
             result=result,
             device=identity,
             queue_wait_s=queue_wait,
-            transfer_s=compute_start - started,
-            compute_s=finished - compute_start,
+            transfer_s=transfer,
+            compute_s=compute,
             attempts=request.attempts,
+            views=request.views,
         )
         self.pool.record_service_time(finished - started)
         if not request.future.done():
@@ -567,8 +588,11 @@ class DevicePool:
         progress: ProgressFn | None = None,
         cancel: threading.Event | None = None,
         device: str | None = None,
+        views: int = 1,
     ) -> tuple[concurrent.futures.Future[Outcome], threading.Event]:
-        """Queue a frame; raises NoDeviceReady (503) or QueueFull (429) instead of waiting."""
+        """Queue a frame for `views` fused device passes (gateway/views.py, one device runs them all).
+
+        Raises NoDeviceReady (503) or QueueFull (429) instead of waiting."""
         if self.stopping.is_set():
             raise NoDeviceReadyError("the gateway is shutting down")
         request = _Request(
@@ -577,6 +601,7 @@ class DevicePool:
             cancel=cancel or threading.Event(),
             progress=progress,
             pin=device,
+            views=check_views(views),
         )
         with self.cond:
             candidates = [w for w in self.workers if device is None or w.display_url == device]
@@ -602,9 +627,12 @@ class DevicePool:
         progress: ProgressFn | None = None,
         cancel: threading.Event | None = None,
         device: str | None = None,
+        views: int = 1,
     ) -> Outcome:
         """Submit and await. Cancelling the awaiting task cancels the request (the device stops early)."""
-        future, cancel_event = self.submit(frame, timeout_s=timeout_s, progress=progress, cancel=cancel, device=device)
+        future, cancel_event = self.submit(
+            frame, timeout_s=timeout_s, progress=progress, cancel=cancel, device=device, views=views
+        )
         try:
             return await asyncio.wrap_future(future)
         except asyncio.CancelledError:

@@ -107,6 +107,10 @@ class DetectResponse(_Model):
     timings: DeviceTimings
     memory: DeviceMemory
     latency: LatencyBreakdown
+    views: int = Field(
+        description="device passes fused into `boxes` (2: the frame and its shifted mirror); timings and latency "
+        "cover all of them"
+    )
     frame: FrameView | None = Field(default=None, description="present with include_frame=true")
 
 
@@ -264,6 +268,7 @@ class BenchmarkReport(_Model):
     images: list[BenchmarkImage]
     n: int
     warmup: int
+    views: int = Field(description="device passes fused per detection, as in /v1/detect")
     samples: list[BenchmarkSample]
     summary: dict[str, Summary] = Field(
         description="end_to_end_s, transfer_s, device_compute_s, device_seconds_total over the measured samples"

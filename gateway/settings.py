@@ -45,6 +45,10 @@ class Settings(BaseSettings):
     max_jobs: int = Field(default=256, ge=1)
     job_ttl_s: float = Field(default=600.0, gt=0)
 
+    # Device passes per detection, fused (gateway/views.py): 2 = the frame and its shifted mirror,
+    # the more accurate default; 1 = half the device time. A request may ask for either.
+    views: int = Field(default=2, ge=1, le=2)
+
     benchmark_max_images: int = Field(default=100, ge=1)
 
     web_dir: Path = REPO_ROOT / "web"
