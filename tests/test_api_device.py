@@ -28,17 +28,18 @@ from gateway.bench import synthetic_images
 from gateway.device import DeviceSession
 from gateway.schemas import BenchmarkReport, DetectResponse
 from gateway.sim import FaultSpec, SimDevice, SimUnavailableError, ensure_firmware, start_sim
+from gateway.views import DEFAULT_VIEWS, detect_views
 
 pytestmark = pytest.mark.anyio
 
 
-def direct_boxes(url: str, images: list[tuple[str, bytes]]) -> list[np.ndarray]:
-    """What a DeviceSession of its own gets for each image, mapped back with the letterbox plan."""
+def direct_boxes(url: str, images: list[tuple[str, bytes]], views: int = DEFAULT_VIEWS) -> list[np.ndarray]:
+    """What a DeviceSession of its own gets for each image (`views` passes fused), mapped back."""
     out = []
     with DeviceSession(url, timeout_s=5.0) as session:
         for _, data in images:
             frame, plan = imaging.letterbox_bytes(data)
-            result = session.detect(frame)
+            result = detect_views(lambda view_frame, _view: session.detect(view_frame), frame, views)
             raw = np.array([[b.x, b.y, b.w, b.h] for b in result.boxes], dtype=np.float64).reshape(-1, 4)
             scores = np.array([b.score for b in result.boxes], dtype=np.float64).reshape(-1, 1)
             out.append(np.hstack([plan.to_source(raw), scores]))
@@ -66,6 +67,7 @@ async def test_detect_real_photos_match_the_device_session(sim_device: SimDevice
             assert response.status_code == 200, response.text
             body = response.json()
             DetectResponse.model_validate(body)
+            assert body["views"] == DEFAULT_VIEWS == 2
             np.testing.assert_allclose(response_boxes(body), want, rtol=0, atol=1e-9, err_msg=name)
             with Image.open(io.BytesIO(data)) as im:
                 assert (body["image"]["width"], body["image"]["height"]) == im.size
@@ -82,6 +84,26 @@ async def test_detect_real_photos_match_the_device_session(sim_device: SimDevice
             latency = body["latency"]
             assert all(latency[k] >= 0 for k in ("decode_s", "queue_wait_s", "transfer_s", "device_compute_s"))
             assert latency["total_s"] >= latency["transfer_s"] + latency["device_compute_s"]
+
+
+async def test_views_query_picks_one_pass_or_two(sim_device: SimDevice) -> None:
+    """?views=1 is the device's own answer; the gateway's `views` setting is the default; 3 is refused."""
+    photos = dev_photos(1)
+    one = direct_boxes(sim_device.url, photos, views=1)[0]
+    two = direct_boxes(sim_device.url, photos, views=2)[0]
+    assert one.tolist() != two.tolist()
+    data = photos[0][1]
+    async with running_app(fast_settings([sim_device.url], views=1), wait_ready_s=20) as (_, client):
+        default = (await post_image(client, data)).json()
+        assert default["views"] == 1
+        np.testing.assert_allclose(response_boxes(default), one, atol=1e-9)
+        asked = (await post_image(client, data, views=2)).json()
+        assert asked["views"] == 2
+        np.testing.assert_allclose(response_boxes(asked), two, atol=1e-9)
+        bad = await post_image(client, data, views=3)
+        assert bad.status_code == 422 and "views" in bad.text
+        report = (await client.post("/v1/benchmark", params={"n": 1, "warmup": 0, "count": 1, "views": 2})).json()
+        assert report["views"] == 2 and len(report["samples"]) == 1
 
 
 async def test_include_frame_shows_what_the_device_saw(sim_device: SimDevice) -> None:
@@ -162,9 +184,12 @@ async def test_job_followed_over_sse(sim_device: SimDevice) -> None:
         names = [name for name, _ in events]
         assert names[0] == "queued" and names[-1] == "done"
         assert "transmitting" in names and "computing" in names
-        assert names.index("computing") > max(i for i, n in enumerate(names) if n == "transmitting")
+        # Two views: each frame is sent, then computed on; the byte count runs over both.
+        last_sent = max(i for i, n in enumerate(names) if n == "transmitting")
+        assert names.count("computing") == 2 and names[last_sent + 1] == "computing"
         sent = [int(d["bytes_sent"]) for n, d in events if n == "transmitting"]  # type: ignore[call-overload]
-        assert sent == sorted(sent) and sent[-1] == 320 * 320
+        totals = {int(d["bytes_total"]) for n, d in events if n == "transmitting"}  # type: ignore[call-overload]
+        assert sent == sorted(sent) and sent[-1] == 2 * 320 * 320 and totals == {2 * 320 * 320}
         result = events[-1][1]
         assert response_boxes(result).tolist() == response_boxes(sync).tolist()
         status = (await client.get(job["status_url"])).json()

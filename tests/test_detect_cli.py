@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 
 from gateway.imaging import letterbox_bytes
+from gateway.views import DEFAULT_VIEWS
+from training.evaluate import detect_fused
 from training.intref import IntegerModel
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,15 +34,23 @@ def dev_images(n: int) -> list[Path]:
     return [DEV.parent / r["image"] for r in chosen[:n]]
 
 
-def reference_boxes(model: IntegerModel, path: Path) -> list[tuple[float, float, float, float, float]]:
+def reference_boxes(model: IntegerModel, path: Path, views: int) -> list[tuple[float, float, float, float, float]]:
+    """What the product must print: the numpy integer reference, `views` passes fused as in gateway/views.py."""
     frame, plan = letterbox_bytes(path.read_bytes())
-    det = model.run(frame)[1]
-    mapped = plan.to_source(det.boxes_px())
+    boxes, scores = detect_fused(model.detect_xyxy, frame, views)
+    mapped = plan.to_source(boxes)
     return [
         (float(x), float(y), float(w), float(h), float(s))
-        for (x, y, w, h), s in zip(mapped, det.scores(), strict=True)
+        for (x, y, w, h), s in zip(mapped, scores, strict=True)
         if w > 0 and h > 0
     ]
+
+
+def assert_same_boxes(line: dict, ref: list[tuple[float, float, float, float, float]]) -> None:
+    got = [(b["x"], b["y"], b["w"], b["h"], b["score"]) for b in line["boxes"]]
+    assert len(got) == len(ref)
+    np.testing.assert_allclose(np.array(got).reshape(-1, 5)[:, :4], np.array(ref).reshape(-1, 5)[:, :4], atol=0.01)
+    np.testing.assert_allclose(np.array(got).reshape(-1, 5)[:, 4], np.array(ref).reshape(-1, 5)[:, 4], atol=1e-4)
 
 
 def test_detect_prints_one_json_line_per_image_with_reference_boxes(tmp_path: Path) -> None:
@@ -59,13 +69,10 @@ def test_detect_prints_one_json_line_per_image_with_reference_boxes(tmp_path: Pa
     assert proc.returncode == 1  # the bad file fails, the others still run
     model = IntegerModel.load(ROOT / "firmware/model")
     for path, line in zip(images, lines, strict=False):
-        assert set(line) >= {"image", "width", "height", "boxes", "device", "timing"}
+        assert set(line) >= {"image", "width", "height", "boxes", "device", "timing", "views"}
         assert line["image"] == str(path)
-        ref = reference_boxes(model, path)
-        got = [(b["x"], b["y"], b["w"], b["h"], b["score"]) for b in line["boxes"]]
-        assert len(got) == len(ref)
-        np.testing.assert_allclose(np.array(got).reshape(-1, 5)[:, :4], np.array(ref).reshape(-1, 5)[:, :4], atol=0.01)
-        np.testing.assert_allclose(np.array(got).reshape(-1, 5)[:, 4], np.array(ref).reshape(-1, 5)[:, 4], atol=1e-4)
+        assert line["views"] == DEFAULT_VIEWS == 2
+        assert_same_boxes(line, reference_boxes(model, path, DEFAULT_VIEWS))
         assert all(b["x"] >= 0 and b["x"] + b["w"] <= line["width"] + 0.01 for b in line["boxes"])
         device = line["device"]
         assert device["board"] == "host" and device["tick_unit"] == "ns"
@@ -73,3 +80,23 @@ def test_detect_prints_one_json_line_per_image_with_reference_boxes(tmp_path: Pa
         assert line["timing"]["total_s"] > 0
     assert lines[-1]["error"]["code"] == "bad_image" and lines[-1]["boxes"] == []
     assert "not an image" in lines[-1]["error"]["message"]
+
+
+def test_detect_one_view_is_the_single_device_pass() -> None:
+    """`--views 1` prints exactly the device's own boxes: one pass, nothing fused."""
+    path = dev_images(1)[0]
+    proc = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "detect", "--device", "sim", "--views", "1", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr
+    (line,) = [json.loads(text) for text in proc.stdout.splitlines()]
+    assert line["views"] == 1
+    model = IntegerModel.load(ROOT / "firmware/model")
+    ref = reference_boxes(model, path, 1)
+    assert_same_boxes(line, ref)
+    # The crowd image: fusing a second view must change the answer, or the default would be pointless.
+    assert ref != reference_boxes(model, path, 2)
