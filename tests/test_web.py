@@ -348,6 +348,7 @@ def test_upload_draws_the_api_boxes_over_the_photo(open_page: Callable[..., Sess
     )
     for key in ("decode_s", "queue_wait_s", "transfer_s", "device_compute_s"):
         assert segments[key] == pytest.approx(max(0.0, result["latency"][key]))
+    assert result["views"] == 2 and "ran 2 passes" in page.inner_text("#latency-body")
     # RAM gauge and identity.
     assert int(page.get_attribute("#ram-body .gauge", "data-peak") or 0) == result["memory"]["peak_ram_bytes"]
     identity = page.inner_text("#identity-body")

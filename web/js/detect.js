@@ -387,8 +387,11 @@ function renderLatency(answer) {
   const measured = t.seconds_total !== null && t.seconds_total !== undefined
     ? `Measured on the device: ${seconds(t.seconds_total)} from request to result (receiving ${seconds(t.seconds_receive)}, computing ${seconds(t.seconds_compute)}; rows are computed while they arrive). `
     : "";
+  const passes = answer.views > 1
+    ? `The device ran ${answer.views} passes, on the frame and on its mirror image, and the boxes were fused; the times add up both. `
+    : "";
   el["latency-body"].replaceChildren(bar, legend,
-    h("p", { class: "note", text: `${measured}${integer(t.ticks_total)} ticks in ${unitNote}${t.clock_hz ? ` at ${hertz(t.clock_hz)}` : ""}.` }));
+    h("p", { class: "note", text: `${passes}${measured}${integer(t.ticks_total)} ticks in ${unitNote}${t.clock_hz ? ` at ${hertz(t.clock_hz)}` : ""}.` }));
 }
 
 function renderRam(answer) {
