@@ -43,6 +43,9 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--target-baud", type=int, default=None, help="negotiate this UART rate after the handshake")
     p.add_argument("--queue-size", type=int, default=None, help="requests that may wait for a device before 429")
     p.add_argument("--timeout", type=float, default=None, dest="request_timeout_s", help="default deadline, s")
+    p.add_argument(
+        "--views", type=int, choices=(1, 2), default=None, help="device passes fused per image by default (2)"
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])  # fmt: skip
 
 
@@ -57,7 +60,8 @@ def _run_serve(args: argparse.Namespace) -> int:
     from gateway.api import create_app
 
     settings = _settings_from(
-        args, ("devices", "host", "port", "token", "baudrate", "target_baud", "queue_size", "request_timeout_s")
+        args,
+        ("devices", "host", "port", "token", "baudrate", "target_baud", "queue_size", "request_timeout_s", "views"),
     )
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not settings.devices:

@@ -43,7 +43,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--json", action="store_true", help="JSON lines (the default and only format; kept for scripts)")
     p.add_argument("--baudrate", type=int, default=115200, help="UART rate the device boots at")
     p.add_argument("--target-baud", type=int, default=None, help="negotiate this UART rate after the handshake")
-    p.add_argument("--timeout", type=float, default=None, help="per-image deadline in seconds (default: from the baud)")
+    p.add_argument(
+        "--timeout", type=float, default=None, help="deadline per device pass in seconds (default: from the baud)"
+    )
     p.add_argument(
         "--views",
         type=int,

@@ -20,7 +20,7 @@ import pytest
 from fixtures.images import jpeg
 
 from gateway.bench import synthetic_images
-from gateway.cli import build_parser, main
+from gateway.cli import _settings_from, build_parser, main
 from gateway.schemas import BenchmarkReport
 from gateway.sim import SimDevice
 
@@ -36,6 +36,11 @@ def test_subcommands() -> None:
     assert args.devices == ["sim", "socket://127.0.0.1:4000"] and args.port == 9000
     with pytest.raises(SystemExit):
         parser.parse_args(["bench", "--device", "sim", "--server", "http://127.0.0.1:1"])
+    assert _settings_from(parser.parse_args(["serve", "--views", "1"]), ["views"]).views == 1
+    assert _settings_from(parser.parse_args(["serve"]), ["views"]).views == 2
+    for command in (["serve"], ["bench"], ["detect", "x.jpg"]):
+        with pytest.raises(SystemExit):  # argparse: "invalid choice"
+            parser.parse_args([*command, "--views", "3"])
 
 
 def _free_port() -> int:
