@@ -33,7 +33,8 @@ class Settings(BaseSettings):
     max_pixels: int = Field(default=50_000_000, gt=0)
     max_aspect_ratio: float = Field(default=20.0, ge=1.0)
 
-    # Scheduling. A QEMU board needs ~10 s per image (emulated UART), a real one at 115200 baud ~20 s.
+    # Scheduling. A QEMU board needs ~10 s per device pass (emulated UART), a real one at 115200 baud
+    # ~10 s; an image takes `views` passes.
     queue_size: int = Field(default=16, ge=0)
     request_timeout_s: float = Field(default=120.0, gt=0)
     heartbeat_s: float = Field(default=2.0, gt=0)

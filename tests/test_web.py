@@ -374,7 +374,7 @@ def test_frame_toggle_shows_the_device_frame_and_its_boxes(open_page: Callable[.
     frame = result["frame"]
     assert frame is not None
 
-    page.click("label.switch")
+    page.click("label.switch:has(#frame-toggle)")
     assert page.is_checked("#frame-toggle")
     assert page.get_attribute("#detect-overlay", "data-space") == "frame"
     assert page.get_attribute("#detect-overlay", "viewBox") == f"0 0 {frame['width']} {frame['height']}"
@@ -384,8 +384,21 @@ def test_frame_toggle_shows_the_device_frame_and_its_boxes(open_page: Callable[.
     snap(session, "detect-frame")
 
     page.set_viewport_size({"width": 1440, "height": 900})
-    page.click("label.switch")
+    page.click("label.switch:has(#frame-toggle)")
     assert page.get_attribute("#detect-overlay", "data-space") == "original"
+    assert_same_boxes(overlay_boxes(page), result["boxes"])
+
+
+def test_views_switch_asks_for_one_pass(open_page: Callable[..., Session]) -> None:
+    """Two views by default; switching them off sends ?views=1 and the answer is the single pass."""
+    session = open_page(1440)
+    page = session.page
+    assert page.is_checked("#views-toggle")
+    page.click("label.switch:has(#views-toggle)")
+    assert not page.is_checked("#views-toggle")
+    result = detect_via_picker(session, dev_photo_paths(1)[0])
+    assert result["views"] == 1
+    assert "passes" not in page.inner_text("#latency-body")
     assert_same_boxes(overlay_boxes(page), result["boxes"])
 
 

@@ -118,10 +118,12 @@ export function imageForm(field, files) {
  * POST /v1/jobs with the image as multipart. XMLHttpRequest rather than fetch: it reports upload
  * progress, which matters for large photos on a slow network.
  */
-export function createJob(file, { includeFrame = true, onUpload, signal } = {}) {
+export function createJob(file, { includeFrame = true, views, onUpload, signal } = {}) {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
-    xhr.open("POST", `/v1/jobs?include_frame=${includeFrame ? "true" : "false"}`);
+    const query = new URLSearchParams({ include_frame: String(includeFrame) });
+    if (views) query.set("views", String(views));
+    xhr.open("POST", `/v1/jobs?${query}`);
     xhr.setRequestHeader("Accept", "application/json");
     for (const [k, v] of Object.entries(authHeaders())) xhr.setRequestHeader(k, v);
     xhr.timeout = 5 * 60 * 1000;

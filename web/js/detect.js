@@ -32,7 +32,7 @@ let elapsedTimer = null;
 
 export function initDetect({ isActive }) {
   for (const id of ["file-input", "dropzone", "detect-error", "detect-progress", "detect-steps", "detect-bar",
-    "detect-progress-text", "detect-cancel", "detect-stage", "frame-toggle", "detect-count", "detect-overlay",
+    "detect-progress-text", "detect-cancel", "detect-stage", "frame-toggle", "views-toggle", "detect-count", "detect-overlay",
     "detect-caption", "detect-side", "faces-body", "latency-body", "ram-body", "identity-body"]) {
     el[id] = $(`#${id}`);
   }
@@ -124,6 +124,7 @@ export async function run(file) {
   try {
     const created = await createJob(file, {
       includeFrame: true,
+      views: el["views-toggle"].checked ? 2 : 1,
       signal: controller.signal,
       onUpload: (loaded, total) => {
         if (current !== job) return;
