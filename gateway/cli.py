@@ -221,7 +221,8 @@ def _run_bench(args: argparse.Namespace) -> int:
     e2e = report["summary"]["end_to_end_s"]
     dev = report["device"]
     print(
-        f"{report['n']} runs of {report.get('views', 1)} view(s) on {dev['board']} (firmware {dev['firmware_version']}, model {dev['model_hash']}): "
+        f"{report['n']} runs of {report.get('views', 1)} view(s) on {dev['board']} "
+        f"(firmware {dev['firmware_version']}, model {dev['model_hash']}): "
         f"end to end median {e2e['median']:.3f} s, p95 {e2e['p95']:.3f} s; peak RAM {report['peak_ram_bytes']} B "
         f"[{time.perf_counter() - started:.1f} s]",
         file=sys.stderr,
