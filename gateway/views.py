@@ -5,10 +5,11 @@ passes fused score 0.854 (`python -m training.evaluate --int --views 1|2`). The 
 transfer and a second pass on the device, so every view is reported in the timings.
 
 Why the mirror is also shifted: the first head reads the frame on an 8 px grid. A plain mirror image
-puts a face at the same phase of that grid as the original did, so the two passes make correlated
-mistakes (dev AP50 0.848 fused). Shifting the mirrored frame by half a cell (4 px, right and down)
-makes the second pass sample every face between the first pass's cells (0.854). Pixels shifted in
-repeat the edge row and column; pixels shifted out are lost, which costs nothing at a letterbox border.
+is sampled at nearly the grid phase of the original (1 px off across, exactly down), so the two
+passes make correlated mistakes (dev AP50 0.848 fused). Shifting the mirrored frame by half a cell
+(4 px, right and down) makes the second pass sample every face between the first pass's cells
+(0.854). Pixels shifted in repeat the edge row and column; the 4 px shifted out (the original's left
+columns and bottom rows) are seen by the first pass only, and are often letterbox border anyway.
 
 Fusion: boxes from all views are taken in descending score; each joins the cluster whose fused box it
 overlaps most (IoU >= `FUSE_IOU`, the device's own NMS threshold) unless that cluster already holds a
