@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.settings import Settings, gateway_version
+from gateway.views import DEFAULT_VIEWS, MAX_VIEWS
 
 
 def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -44,7 +45,11 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--queue-size", type=int, default=None, help="requests that may wait for a device before 429")
     p.add_argument("--timeout", type=float, default=None, dest="request_timeout_s", help="default deadline, s")
     p.add_argument(
-        "--views", type=int, choices=(1, 2), default=None, help="device passes fused per image by default (2)"
+        "--views",
+        type=int,
+        choices=range(1, MAX_VIEWS + 1),
+        default=None,
+        help=f"device passes fused per image by default ({DEFAULT_VIEWS})",
     )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])  # fmt: skip
 
@@ -124,9 +129,9 @@ def _add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument(
         "--views",
         type=int,
-        choices=(1, 2),
+        choices=range(1, MAX_VIEWS + 1),
         default=None,
-        help="device passes fused per detection, as /v1/detect?views= (default: the gateway's setting, 2)",
+        help=f"device passes fused per detection, as /v1/detect?views= (default: the gateway's, {DEFAULT_VIEWS})",
     )
     p.add_argument("--token", default=None, help="bearer token for --server")
     p.add_argument("--out", type=Path, default=None, help="write the JSON report here (default: stdout)")

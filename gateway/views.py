@@ -114,15 +114,22 @@ def fuse(views: Sequence[ViewBoxes]) -> ViewBoxes:
     return np.concatenate([fused[:, :2], fused[:, 2:] - fused[:, :2]], axis=1), fused_scores
 
 
+def fuse_views(per_view: Sequence[ViewBoxes], frame_shape: tuple[int, ...]) -> ViewBoxes:
+    """Boxes found in each view's own frame (view 0 first) -> fused boxes in the original frame."""
+    return fuse([(boxes_from_view(boxes, view, frame_shape), scores) for view, (boxes, scores) in enumerate(per_view)])
+
+
 def fuse_results(results: Sequence[DetectResult], frame_shape: tuple[int, ...]) -> DetectResult:
     """One DetectResult from one per view: fused boxes, device time summed, memory the worst view's."""
     if len(results) == 1:
         return results[0]
-    per_view = []
-    for view, result in enumerate(results):
-        raw = np.array([[b.x, b.y, b.w, b.h] for b in result.boxes], dtype=np.float64).reshape(-1, 4)
-        per_view.append((boxes_from_view(raw, view, frame_shape), np.array([b.score for b in result.boxes])))
-    xywh, scores = fuse(per_view)
+    xywh, scores = fuse_views(
+        [
+            (np.array([[b.x, b.y, b.w, b.h] for b in r.boxes]).reshape(-1, 4), np.array([b.score for b in r.boxes]))
+            for r in results
+        ],
+        frame_shape,
+    )
     stage_ticks: dict[str, int] | None = None
     if all(r.stage_ticks for r in results):
         stage_ticks = {}
@@ -130,9 +137,8 @@ def fuse_results(results: Sequence[DetectResult], frame_shape: tuple[int, ...]) 
             assert r.stage_ticks is not None
             for name, ticks in r.stage_ticks.items():
                 stage_ticks[name] = stage_ticks.get(name, 0) + ticks
-    first = results[0]
     return replace(
-        results[-1],
+        results[0],
         boxes=[
             Box(float(x), float(y), float(w), float(h), float(s)) for (x, y, w, h), s in zip(xywh, scores, strict=True)
         ],
@@ -142,7 +148,6 @@ def fuse_results(results: Sequence[DetectResult], frame_shape: tuple[int, ...]) 
         peak_ram_bytes=max(r.peak_ram_bytes for r in results),
         stack_high_water_bytes=max(r.stack_high_water_bytes for r in results),
         stage_ticks=stage_ticks,
-        clock_hz=first.clock_hz,
         host_seconds=sum(r.host_seconds for r in results),
     )
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from gateway.imaging import letterbox_bytes, plan_letterbox
-from gateway.views import DEFAULT_VIEWS, MAX_VIEWS, boxes_from_view, check_views, fuse, view_frame
+from gateway.views import DEFAULT_VIEWS, MAX_VIEWS, check_views, fuse_views, view_frame
 from training.data import DEFAULT_DATA, Record, load_split, xywh_to_xyxy
 from training.metrics import APAccumulator
 
@@ -36,9 +36,9 @@ def detect_fused(detect: Detector, frame: np.ndarray, views: int) -> tuple[np.nd
     per_view = []
     for view in range(check_views(views)):
         boxes, scores = detect(view_frame(frame, view))
-        xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1) if len(boxes) else np.zeros((0, 4))
-        per_view.append((boxes_from_view(xywh, view, frame.shape), scores))
-    return fuse(per_view)
+        xyxy = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        per_view.append((np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], axis=1), scores))
+    return fuse_views(per_view, frame.shape)
 
 
 class _Scores:
